@@ -1,0 +1,177 @@
+"""Running the gates for ``linbench check``: one worker process per implementation.
+
+An implementation that segfaults, aborts, hangs or exhausts memory must not take
+the others down, so each runs its gates in a child process that streams one JSON
+line per case.  The parent enforces a time limit per case and an address-space
+limit per worker; when a worker dies, the case it was on is recorded as failed
+with the reason (signal, timeout, out of memory) and a new worker resumes from
+the next case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import gates
+from .registry import Impl
+
+STATUS_ORDER = ("fail", "skip", "pass")
+
+
+@dataclass
+class CheckPlan:
+    impl: Impl
+    devices: list[str]
+    dtypes: tuple[str, ...]
+    cases: list[tuple[gates.GateCase, str, str, str]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.cases = list(gates.iter_checks(self.impl, self.devices, self.dtypes))
+
+
+def _blank(plan: CheckPlan, index: int, status: str, reason: str) -> gates.CheckResult:
+    case, dtype, device, check = plan.cases[index]
+    return gates.CheckResult(
+        impl=plan.impl.name, check=check, case=case.id, shape=list(case.input_shape),
+        in_features=case.in_features, out_features=case.out_features, bias=case.bias,
+        dtype=dtype, device=device, status=status, reason=reason,
+    )
+
+
+def _signal_reason(returncode: int, memory_limit: int | None) -> str:
+    if returncode < 0:
+        sig = -returncode
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        desc = signal.strsignal(sig) or name
+        if sig == signal.SIGKILL:
+            return f"killed by {name} (out of memory? the kernel's OOM killer sends it)"
+        return f"crashed: killed by {name} ({desc})"
+    return f"worker exited with status {returncode} mid-case"
+
+
+def _limit_memory(limit_bytes: int | None) -> Callable[[], None] | None:
+    if not limit_bytes:
+        return None
+
+    def apply():
+        # An allocation past this fails inside torch (a RuntimeError the gate
+        # reports as out of memory) instead of pushing the machine into swap.
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+    return apply
+
+
+def run_plan(plan: CheckPlan, *, timeout: float, memory_limit: int | None,
+             on_result: Callable[[gates.CheckResult], None] | None = None,
+             threads: int | None = None) -> list[gates.CheckResult]:
+    """All gate results of one implementation, however its worker ends."""
+    results: list[gates.CheckResult | None] = [None] * len(plan.cases)
+    start = 0
+    while start < len(plan.cases):
+        start = _run_worker(plan, start, results, timeout=timeout, memory_limit=memory_limit, on_result=on_result,
+                            threads=threads)
+    return [r for r in results if r is not None]
+
+
+def _run_worker(plan, start, results, *, timeout, memory_limit, on_result, threads) -> int:
+    """Run a worker from case ``start``; returns where the next worker must resume."""
+    cmd = [sys.executable, "-m", "linear_impls", "_check-worker", "--impl", plan.impl.name,
+           "--start", str(start)]
+    for d in plan.devices:
+        cmd += ["--device", d]
+    for d in plan.dtypes:
+        cmd += ["--dtype", d]
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    # stderr to a file, not a pipe: an implementation that prints a lot must not block its worker.
+    with tempfile.TemporaryFile() as errfile:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile, stdin=subprocess.DEVNULL,
+                                preexec_fn=_limit_memory(memory_limit), env=env)
+        try:
+            current, timed_out = _read_results(proc, plan, start, results, timeout, on_result)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
+        if timed_out:
+            _record(plan, results, current, "fail", f"timed out: no result within {timeout:g} s", on_result)
+            return current + 1
+        if current >= len(plan.cases):
+            return current
+        errfile.seek(0)
+        err = errfile.read().decode(errors="replace").strip().splitlines()
+    reason = _signal_reason(proc.returncode, memory_limit)
+    if err:
+        reason += f"; last output: {err[-1][:300]}"
+    _record(plan, results, current, "fail", reason, on_result)
+    return current + 1
+
+
+def _read_results(proc, plan, start, results, timeout, on_result) -> tuple[int, bool]:
+    """Collect a worker's result lines; returns (next case index, whether it timed out)."""
+    current = start
+    buf = b""
+    # The first case also pays for importing torch in the worker.
+    deadline = time.monotonic() + timeout + 30
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return current, True
+            if not sel.select(timeout=remaining):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                return current, False
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(msg, dict) or "index" not in msg:
+                    continue
+                res = gates.CheckResult(**msg["result"])
+                results[msg["index"]] = res
+                if on_result:
+                    on_result(res)
+                current = msg["index"] + 1
+                deadline = time.monotonic() + timeout
+
+
+def _record(plan, results, index, status, reason, on_result):
+    res = _blank(plan, index, status, reason)
+    results[index] = res
+    if on_result:
+        on_result(res)
+
+
+def worker_main(impl: Impl, devices: list[str], dtypes: tuple[str, ...], start: int) -> int:
+    """The child: run cases from ``start`` on, one JSON line each, flushed as it goes."""
+    plan = CheckPlan(impl, devices, dtypes)
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    # Keep the implementation's own prints off our result channel.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    for index in range(start, len(plan.cases)):
+        case, dtype, device, check = plan.cases[index]
+        res = gates.run_check(impl, case, dtype, device, check)
+        out.write(json.dumps({"index": index, "result": res.to_dict()}) + "\n")
+    out.flush()
+    return 0

@@ -1,0 +1,215 @@
+"""The ``linbench`` command line (also ``python -m linear_impls``).
+
+Exit codes: 0 all good, 1 a gate (or a regression check) failed, 2 bad usage or
+input that could not be used: always one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from . import registry, sweep
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of argparse's usage block
+        raise UsageError(message)
+
+
+def _warn(msg: str) -> None:
+    print(f"linbench: warning: {msg}", file=sys.stderr)
+
+
+def _plugin_errors() -> list[str]:
+    errors = registry.load_plugins()
+    for e in errors:
+        print(f"linbench: error: {e} (built-ins still available)", file=sys.stderr)
+    return errors
+
+
+def _select(patterns):
+    try:
+        return registry.select(patterns)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+
+
+def _devices(requested: list[str] | None) -> list[str]:
+    available = sweep.available_devices()
+    if not requested:
+        return ["cpu"]
+    for d in requested:
+        if d not in sweep.DEVICES:
+            raise UsageError(f"unknown device {d!r}; known: {', '.join(sweep.DEVICES)}")
+        if d not in available:
+            raise UsageError(f"device {d!r} is not available on this machine; available: {', '.join(available)}")
+    return list(dict.fromkeys(requested))
+
+
+def _dtypes(requested: list[str] | None) -> tuple[str, ...]:
+    if not requested:
+        return sweep.DTYPES
+    for d in requested:
+        if d not in sweep.DTYPES:
+            raise UsageError(f"unknown dtype {d!r}; known: {', '.join(sweep.DTYPES)}")
+    return tuple(dict.fromkeys(requested))
+
+
+# --- list ------------------------------------------------------------------------------
+
+
+def cmd_list(args) -> int:
+    impls = _select(None)
+    rows = [
+        {"name": i.name, "expression": i.expression, "description": i.description,
+         "limits": i.limits.describe(), "source": i.source}
+        for i in impls
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['expression']}")
+        print(f"{'':<{width}}  {r['description']}" + (f"  [limits: {r['limits']}]" if r["limits"] != "none" else "")
+              + (f"  (from {r['source']})" if r["source"] != "builtin" else ""))
+    return 0
+
+
+# --- check -----------------------------------------------------------------------------
+
+
+def cmd_check(args) -> int:
+    from . import checkrun
+
+    impls = _select(args.impl)
+    devices = _devices(args.device)
+    dtypes = _dtypes(args.dtype)
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
+    memory_limit = int(args.memory_limit * 2**30) if args.memory_limit else None
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    progress = sys.stderr.isatty() and not args.quiet
+    plans = [checkrun.CheckPlan(impl, devices, dtypes) for impl in impls]
+    total = sum(len(p.cases) for p in plans)
+    counts = {"done": 0, "failed": 0}
+    lock = threading.Lock()
+
+    def on_result(res):
+        with lock:
+            counts["done"] += 1
+            counts["failed"] += res.status == "fail"
+            if progress:
+                print(f"\rchecking {len(impls)} implementations: {counts['done']}/{total} checks, "
+                      f"{counts['failed']} failed\033[K", end="", file=sys.stderr, flush=True)
+
+    def run(plan):
+        return checkrun.run_plan(plan, timeout=args.timeout, memory_limit=memory_limit, on_result=on_result,
+                                 threads=1 if args.jobs > 1 else None)
+
+    # Workers are separate processes; running two at once halves the torch start-up cost on 2 cores.
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        all_results = [r for results in pool.map(run, plans) for r in results]
+    if progress:
+        print(file=sys.stderr)
+    failed = [r for r in all_results if r.status == "fail"]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in all_results], indent=1))
+    else:
+        _print_check_table(all_results, failed)
+    return 1 if failed else 0
+
+
+def _print_check_table(results, failed) -> None:
+    if failed:
+        print("FAILED GATES")
+        for r in failed:
+            shape = "x".join(map(str, r.shape)) or "()"
+            print(f"  {r.impl:<18} {r.check:<8} {r.dtype:<8} {r.device:<4} {r.case:<26} {shape:<10} {r.reason}")
+        print()
+    by_impl: dict[str, dict[str, int]] = {}
+    for r in results:
+        counts = by_impl.setdefault(r.impl, {"pass": 0, "fail": 0, "skip": 0})
+        counts[r.status] += 1
+    print(f"{'implementation':<20} {'pass':>5} {'fail':>5} {'skip':>5}")
+    for name, c in by_impl.items():
+        print(f"{name:<20} {c['pass']:>5} {c['fail']:>5} {c['skip']:>5}  {'FAIL' if c['fail'] else 'ok'}")
+    n_fail = sum(c["fail"] for c in by_impl.values())
+    print(f"\n{len(results)} checks, {n_fail} failed, {len(by_impl)} implementations"
+          + (f", {sum(1 for c in by_impl.values() if c['fail'])} with failures" if n_fail else ""))
+
+
+def cmd_check_worker(args) -> int:
+    from . import checkrun
+
+    impl = registry.get(args.impl[0])
+    return checkrun.worker_main(impl, args.device or ["cpu"], tuple(args.dtype or sweep.DTYPES), args.start)
+
+
+# --- main ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="linbench", description="Check and benchmark the ways of computing a linear layer.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("list", help="list the registered implementations")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("check", help="run the correctness gates against a float64 reference")
+    p.add_argument("--impl", action="append", metavar="NAME_OR_GLOB",
+                   help="implementation(s) to check (repeatable; default all)")
+    p.add_argument("--device", action="append", metavar="cpu|cuda", help="device(s) to check on (default cpu)")
+    p.add_argument("--dtype", action="append", metavar="DTYPE",
+                   help=f"dtype(s) (default all: {', '.join(sweep.DTYPES)})")
+    p.add_argument("--json", action="store_true", help="print one JSON array of every check")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="time limit per case (default 60)")
+    p.add_argument("--memory-limit", type=float, default=None, metavar="GIB",
+                   help="address-space limit per worker in GiB (default none)")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), metavar="N",
+                   help="implementations checked at once (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress on the terminal")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("_check-worker")  # internal: one implementation's gates in a child process
+    p.add_argument("--impl", action="append", required=True)
+    p.add_argument("--device", action="append")
+    p.add_argument("--dtype", action="append")
+    p.add_argument("--start", type=int, default=0)
+    p.set_defaults(func=cmd_check_worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        plugin_errors = [] if args.command == "_check-worker" else _plugin_errors()
+        code = args.func(args)
+        return 2 if plugin_errors and code == 0 else code
+    except UsageError as exc:
+        print(f"linbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("linbench: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `linbench list | head`: the reader left; nothing to report.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""The registry: one record per way of computing ``y = x·Wᵀ + b``, and plugin loading.
+
+An implementation is a *factory* ``factory(weight, bias) -> forward``: the factory
+runs once, outside anything timed (it may build modules, transpose weights, ...);
+only ``forward(x)`` is timed and checked.  The same closure serves the correctness
+gates and the benchmarks, so what is checked is exactly what is timed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import inspect
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+Factory = Callable[[torch.Tensor, "torch.Tensor | None"], Forward]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PLUGIN_ENV = "LINEAR_IMPLS_PLUGINS"
+ENTRY_POINT_GROUP = "linear_impls"
+
+
+class RegistryError(ValueError):
+    """A registration that cannot be accepted (bad name, duplicate, bad factory)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an implementation declares it does not support.
+
+    Gates and benchmarks skip (never fail) cases outside these limits, with the
+    limit as the reason.  ``None`` means "no limit".
+    """
+
+    dtypes: tuple[str, ...] | None = None
+    devices: tuple[str, ...] | None = None
+    max_rank: int | None = None
+    # Extra bytes the implementation allocates beyond x, W, b and y, as a function
+    # of (batch, in_features, out_features, itemsize): lets a sweep skip a case that
+    # would not fit in memory before allocating anything.
+    workspace: Callable[[int, int, int, int], int] | None = None
+
+    def excludes(self, *, dtype: str, device: str, rank: int) -> str | None:
+        """The reason a case is outside these limits, or None if it is inside."""
+        if self.dtypes is not None and dtype not in self.dtypes:
+            return f"declared dtypes {list(self.dtypes)}"
+        if self.devices is not None and device not in self.devices:
+            return f"declared devices {list(self.devices)}"
+        if self.max_rank is not None and rank > self.max_rank:
+            return f"declared max input rank {self.max_rank}"
+        return None
+
+    def describe(self) -> str:
+        parts = []
+        if self.dtypes is not None:
+            parts.append("dtypes=" + ",".join(self.dtypes))
+        if self.devices is not None:
+            parts.append("devices=" + ",".join(self.devices))
+        if self.max_rank is not None:
+            parts.append(f"max_rank={self.max_rank}")
+        if self.workspace is not None:
+            parts.append("extra memory")
+        return "; ".join(parts) or "none"
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One registered implementation."""
+
+    name: str
+    factory: Factory
+    description: str
+    expression: str
+    limits: Limits = field(default_factory=Limits)
+    source: str = "builtin"  # "builtin", or the plugin module / entry point that added it
+
+    def build(self, weight: torch.Tensor, bias: torch.Tensor | None) -> Forward:
+        forward = self.factory(weight, bias)
+        if not callable(forward):
+            raise TypeError(f"factory of {self.name!r} returned {type(forward).__name__}, not a callable forward(x)")
+        return forward
+
+
+_REGISTRY: dict[str, Impl] = {}
+# Set while a plugin module is being imported, so its registrations are attributed to it.
+_current_source = "builtin"
+
+
+def _check_factory(name: str, factory: object) -> None:
+    if not callable(factory):
+        raise RegistryError(f"implementation {name!r}: factory is not callable")
+    try:
+        inspect.signature(factory).bind(None, None)
+    except TypeError as exc:
+        raise RegistryError(
+            f"implementation {name!r}: factory must take (weight, bias), got {getattr(factory, '__name__', factory)}"
+            f"{inspect.signature(factory)}: {exc}"
+        ) from None
+    except ValueError:  # builtins without a signature: accept, they fail later if wrong
+        pass
+
+
+def register(
+    name: str,
+    *,
+    description: str,
+    expression: str | None = None,
+    limits: Limits | None = None,
+) -> Callable[[Factory], Factory]:
+    """Register ``factory(weight, bias) -> forward`` under ``name``; returns the factory unchanged.
+
+    >>> @register("my_impl", description="x @ W.T + b, written out")
+    ... def my_impl(weight, bias):
+    ...     def forward(x):
+    ...         return x @ weight.T + bias
+    ...     return forward
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise RegistryError(f"implementation name {name!r} is not a plain identifier (letters, digits, _)")
+    if name in _REGISTRY:
+        raise RegistryError(f"implementation {name!r} is already registered (by {_REGISTRY[name].source})")
+    if not isinstance(description, str) or not description.strip():
+        raise RegistryError(f"implementation {name!r}: description must be a non-empty string")
+
+    def decorator(factory: Factory) -> Factory:
+        _check_factory(name, factory)
+        if name in _REGISTRY:  # the decorator may be applied later than register() was called
+            raise RegistryError(f"implementation {name!r} is already registered (by {_REGISTRY[name].source})")
+        _REGISTRY[name] = Impl(
+            name=name,
+            factory=factory,
+            description=description.strip(),
+            expression=(expression or description).strip(),
+            limits=limits or Limits(),
+            source=_current_source,
+        )
+        return factory
+
+    return decorator
+
+
+def unregister(name: str) -> None:
+    """Remove an implementation (for tests that plant temporary ones)."""
+    _REGISTRY.pop(name, None)
+
+
+def names() -> list[str]:
+    """Sorted names of every registered implementation."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Impl:
+    """The record of ``name``; unknown names raise KeyError listing the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown implementation {name!r}; known: {', '.join(names())}") from None
+
+
+def select(patterns: Iterable[str] | None) -> list[Impl]:
+    """Implementations matching any of the names or shell globs (all when none given).
+
+    Raises KeyError naming the pattern when one matches nothing.
+    """
+    patterns = list(patterns or [])
+    if not patterns:
+        return [_REGISTRY[n] for n in names()]
+    chosen: dict[str, Impl] = {}
+    for pattern in patterns:
+        hits = [n for n in names() if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            raise KeyError(f"no implementation matches {pattern!r}; known: {', '.join(names())}")
+        for n in hits:
+            chosen[n] = _REGISTRY[n]
+    return [chosen[n] for n in sorted(chosen)]
+
+
+# --- plugins -------------------------------------------------------------------------
+
+PLUGIN_ERRORS: list[str] = []
+_plugins_loaded = False
+
+
+def _import_plugin(label: str, load: Callable[[], object]) -> None:
+    global _current_source
+    before = set(_REGISTRY)
+    _current_source = label
+    try:
+        load()
+    except BaseException as exc:  # a plugin must never take the built-ins down
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        # Keep what the plugin registered before failing out: it may be half-made.
+        for n in set(_REGISTRY) - before:
+            del _REGISTRY[n]
+        PLUGIN_ERRORS.append(f"plugin {label}: {type(exc).__name__}: {exc}")
+    finally:
+        _current_source = "builtin"
+
+
+def load_plugins() -> list[str]:
+    """Import plugins from the ``linear_impls`` entry points and ``$LINEAR_IMPLS_PLUGINS``.
+
+    Returns the list of plugin errors (also kept in ``PLUGIN_ERRORS``); a failing
+    plugin is reported, never raised.
+    """
+    global _plugins_loaded
+    if _plugins_loaded:
+        return list(PLUGIN_ERRORS)
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    try:
+        eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    except Exception as exc:  # broken metadata of some unrelated distribution
+        PLUGIN_ERRORS.append(f"entry points {ENTRY_POINT_GROUP!r}: {exc}")
+        eps = []
+    for ep in eps:
+        _import_plugin(f"entry point {ep.name} ({ep.value})", ep.load)
+    for module in os.environ.get(PLUGIN_ENV, "").split(","):
+        module = module.strip()
+        if not module:
+            continue
+        if module in sys.modules:  # imported (and so registered) before us
+            continue
+        _import_plugin(module, lambda m=module: importlib.import_module(m))
+    return list(PLUGIN_ERRORS)

@@ -1,0 +1,240 @@
+"""The one sweep definition shared by the gates, the asv benchmarks and the reports.
+
+Shapes are written ``"{batch dims x}in x out"``: ``"64x256x256"`` is a batch of 64
+rows into a 256 -> 256 layer, ``"8x128x768x3072"`` an (8, 128, 768) input to a
+768 -> 3072 layer and ``"3x2"`` a 1-D input of 3 features to a 3 -> 2 layer.
+
+Three sweeps, picked with ``$LINBENCH_SWEEP`` (default ``default``):
+
+* ``quick``   - a handful of cases for pull requests (< 2 minutes of asv here);
+* ``default`` - the seed articles' examples, overhead-bound, mid and transformer
+  shapes (< 10 minutes of asv on a 2-core CPU);
+* ``full``    - adds large GEMMs for bigger machines.
+
+The asv params always list every shape, dtype and device, so results of different
+sweeps and machines line up in one history; a case outside the chosen sweep, or
+one this machine cannot run in the sweep's budget, is skipped (asv ``n/a``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+
+import torch
+
+SWEEP_ENV = "LINBENCH_SWEEP"
+THREADS_ENV = "LINBENCH_THREADS"
+
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+DEVICES = ("cpu", "cuda")
+MODES = ("forward", "forward_backward")
+# A training step's work: forward, then dX and dW (each as large as the forward).
+MODE_FLOP_FACTOR = {"forward": 1, "forward_backward": 3}
+
+
+class ShapeError(ValueError):
+    """A malformed shape string."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """An input of shape ``batch + (in_features,)`` into an in -> out layer."""
+
+    batch: tuple[int, ...]
+    in_features: int
+    out_features: int
+
+    @property
+    def id(self) -> str:
+        return "x".join(str(d) for d in (*self.batch, self.in_features, self.out_features))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (*self.batch, self.in_features)
+
+    @property
+    def rows(self) -> int:
+        """The flattened batch: how many output rows the layer computes."""
+        return math.prod(self.batch)
+
+    def flops(self, mode: str = "forward") -> int:
+        return 2 * self.rows * self.in_features * self.out_features * MODE_FLOP_FACTOR[mode]
+
+    def arithmetic_intensity(self, itemsize: int) -> float:
+        """FLOPs per byte of x, W, b and y moved once (the roofline's x axis)."""
+        moved = (
+            self.rows * self.in_features + self.in_features * self.out_features + self.out_features
+            + self.rows * self.out_features
+        ) * itemsize
+        return self.flops() / max(moved, 1)
+
+    def tensor_bytes(self, itemsize: int, mode: str = "forward") -> int:
+        """Bytes of x, W, b and y (and their gradients in forward_backward)."""
+        n = self.rows * self.in_features + self.in_features * self.out_features + self.out_features
+        n += self.rows * self.out_features
+        return n * itemsize * (2 if mode == "forward_backward" else 1)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+_SHAPE_RE = re.compile(r"^\d+(x\d+)+$")
+
+
+def parse_shape(text: str) -> Shape:
+    """Parse ``"64x256x256"``; malformed strings raise ShapeError saying why."""
+    if not isinstance(text, str):
+        raise ShapeError(f"shape must be a string like '64x256x256', got {text!r}")
+    s = text.strip().lower()
+    if not _SHAPE_RE.match(s):
+        raise ShapeError(
+            f"malformed shape {text!r}: expected positive integers joined by 'x', "
+            "'{batch dims x}in x out' such as '64x256x256' or '3x2'"
+        )
+    dims = [int(d) for d in s.split("x")]
+    *batch, in_features, out_features = dims
+    if in_features < 1 or out_features < 1:
+        raise ShapeError(f"malformed shape {text!r}: in_features and out_features must be at least 1")
+    return Shape(tuple(batch), in_features, out_features)
+
+
+# The seed articles' own examples, then overhead-bound, mid-size and transformer-like cases.
+SEED_SHAPES = ("3x2x3", "128x20x30", "140x100x50", "1x5x1", "3x2")
+DEFAULT_SHAPES = SEED_SHAPES + (
+    "1x8x8",  # overhead-bound: the call costs more than the arithmetic
+    "1x64x64",
+    "64x256x256",
+    "512x1024x1024",
+    "8x128x768x3072",  # BERT-base FFN up-projection
+    "1x4096x4096",  # a 4096-wide decode step: a GEMV, memory-bound
+)
+QUICK_SHAPES = ("3x2x3", "1x8x8", "1x64x64", "64x256x256")
+FULL_SHAPES = DEFAULT_SHAPES + (
+    "8x128x3072x768",  # BERT-base FFN down-projection
+    "4096x4096x4096",
+    "1x4096x11008",  # a LLaMA-7B MLP decode step
+    "16x512x4096x4096",
+)
+ALL_SHAPES = tuple(dict.fromkeys(DEFAULT_SHAPES + QUICK_SHAPES + FULL_SHAPES))
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Which shapes, dtypes and devices a sweep runs, and its per-call time budget."""
+
+    name: str
+    shapes: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    # A case whose estimated time for one call is above this is skipped with a
+    # reason instead of running for minutes: asv takes ~10-20 samples of each.
+    max_call_seconds: float
+
+
+SWEEPS = {
+    "quick": Sweep("quick", QUICK_SHAPES, ("float32", "bfloat16"), 0.01),
+    "default": Sweep("default", DEFAULT_SHAPES, DTYPES, 0.05),
+    "full": Sweep("full", FULL_SHAPES, DTYPES, 2.0),
+}
+
+
+def current_sweep() -> Sweep:
+    name = os.environ.get(SWEEP_ENV, "default").strip() or "default"
+    try:
+        return SWEEPS[name]
+    except KeyError:
+        raise ValueError(f"unknown sweep {name!r} in ${SWEEP_ENV}; choose one of {', '.join(SWEEPS)}") from None
+
+
+def thread_count() -> int:
+    """The pinned thread count: ``$LINBENCH_THREADS``, else every core torch would use."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return torch.get_num_threads()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"${THREADS_ENV} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def dtype_of(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
+    return getattr(torch, name)
+
+
+# Rough rates of this class of machine (2-core AVX2 CPU), used only to skip cases
+# that would blow a sweep's budget: float32 GEMM ~150 GFLOP/s, float64 half that,
+# bfloat16/float16 ~10 GFLOP/s (no native support), memory ~10 GB/s.  On CUDA every
+# dtype is fast, so the estimate is deliberately generous.
+_CPU_GFLOPS = {"float32": 150.0, "float64": 70.0, "bfloat16": 10.0, "float16": 8.0}
+_CPU_BYTES_PER_S = 10e9
+_CUDA_GFLOPS = 50_000.0
+_CUDA_BYTES_PER_S = 1e12
+
+
+def estimated_seconds(shape: Shape, dtype: str, device: str, mode: str, workspace_bytes: int = 0) -> float:
+    itemsize = dtype_of(dtype).itemsize
+    moved = shape.tensor_bytes(itemsize, mode) + workspace_bytes * MODE_FLOP_FACTOR[mode]
+    if device == "cuda":
+        return shape.flops(mode) / (_CUDA_GFLOPS * 1e9) + moved / _CUDA_BYTES_PER_S
+    return shape.flops(mode) / (_CPU_GFLOPS[dtype] * 1e9) + moved / _CPU_BYTES_PER_S
+
+
+def available_devices() -> list[str]:
+    """Devices this machine can run, without creating a CUDA context (fork-safe)."""
+    devices = ["cpu"]
+    if cuda_available():
+        devices.append("cuda")
+    return devices
+
+
+def cuda_available() -> bool:
+    # The NVML check answers without initialising CUDA in this process, so a
+    # forkserver or multiprocessing fork afterwards stays safe.
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    return torch.backends.cuda.is_built() and torch.cuda.is_available()
+
+
+def free_memory_bytes(device: str) -> int:
+    """Memory a case may use on ``device``: available RAM, or free device memory."""
+    if device == "cuda":
+        free, _total = torch.cuda.mem_get_info()
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62  # unknown: do not skip on memory grounds
+
+
+def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: Sweep | None = None,
+                *, free_bytes: int | None = None) -> str | None:
+    """Why a case is not run (None when it is): sweep, device, declared limits, memory, budget."""
+    sweep = sweep or current_sweep()
+    if shape.id not in sweep.shapes:
+        return f"not in the {sweep.name!r} sweep"
+    if dtype not in sweep.dtypes:
+        return f"{dtype} not in the {sweep.name!r} sweep"
+    if device not in available_devices():
+        return f"device {device} not available on this machine"
+    limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(shape.input_shape))
+    if limit:
+        return f"{impl.name}: {limit}"
+    itemsize = dtype_of(dtype).itemsize
+    workspace = impl.limits.workspace(shape.rows, shape.in_features, shape.out_features, itemsize) \
+        if impl.limits.workspace else 0
+    # Tensors, gradients and the float64 reference the gate computes.
+    need = shape.tensor_bytes(itemsize, mode) + workspace * MODE_FLOP_FACTOR[mode] + shape.tensor_bytes(8, mode)
+    free = free_memory_bytes(device) if free_bytes is None else free_bytes
+    if need > free * 0.8:
+        return f"needs ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on {device}"
+    est = estimated_seconds(shape, dtype, device, mode, workspace)
+    if est > sweep.max_call_seconds:
+        return (f"estimated {est * 1e3:.0f} ms a call, over the {sweep.name!r} sweep's "
+                f"{sweep.max_call_seconds * 1e3:.0f} ms budget (use LINBENCH_SWEEP=full)")
+    return None
