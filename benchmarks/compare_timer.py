@@ -1,0 +1,64 @@
+"""Does asv record what torch.utils.benchmark measures?  Prints the comparison.
+
+For f_linear and nn_linear at 1x64x64, 64x256x256 and 512x1024x1024 in float32 on
+the CPU, runs the asv suite (real ``asv run`` on HEAD) and, in the same script,
+``torch.utils.benchmark.Timer(...).blocked_autorange()`` on the same inputs and
+thread count, before and after asv (bracketing it: this shared machine drifts).
+
+    .venv/bin/python benchmarks/compare_timer.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+import torch.utils.benchmark as tb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from asv_tools import cases, head_results, run_asv  # noqa: E402
+
+from linear_impls import bench, sweep  # noqa: E402
+
+IMPLS = ["f_linear", "nn_linear"]
+SHAPES = ["1x64x64", "64x256x256", "512x1024x1024"]
+
+
+def timer_medians() -> dict[tuple, float]:
+    torch.set_num_threads(sweep.thread_count())
+    out = {}
+    for impl in IMPLS:
+        for shape in SHAPES:
+            case = bench.prepare(impl, shape, "float32", "cpu", "forward", gate=False)
+            m = tb.Timer(stmt="step()", globals={"step": case.step}, num_threads=sweep.thread_count()
+                         ).blocked_autorange(min_run_time=1.0)
+            out[(impl, shape)] = m.median
+    return out
+
+
+def main() -> int:
+    before = timer_medians()
+    pattern = (r"^bench_linear\.Inference\.time_forward\('(?:f_linear|nn_linear)', "
+               r"'(?:1x64x64|64x256x256|512x1024x1024)', 'float32', 'cpu'\)$")
+    wall = run_asv([pattern])
+    after = timer_medians()
+    recorded = cases(head_results(), "bench_linear.Inference.time_forward")
+    print(f"threads={sweep.thread_count()}  asv wall time {wall:.1f} s")
+    print(f"{'case':<28} {'asv median':>11} {'Timer before':>13} {'Timer after':>12} {'asv/Timer':>10}")
+    worst = 0.0
+    for impl in IMPLS:
+        for shape in SHAPES:
+            asv_med = recorded[(impl, shape, "float32", "cpu")]["median"]
+            ref = statistics.mean([before[(impl, shape)], after[(impl, shape)]])
+            ratio = asv_med / ref
+            worst = max(worst, abs(ratio - 1))
+            print(f"{impl + ' ' + shape:<28} {asv_med * 1e6:>9.2f}us {before[(impl, shape)] * 1e6:>11.2f}us "
+                  f"{after[(impl, shape)] * 1e6:>10.2f}us {ratio:>10.3f}")
+    print(f"worst disagreement {worst * 100:.1f}% (target: within 10%)")
+    return 0 if worst <= 0.10 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Preparing one benchmark case: inputs, the gate, and the closure that is timed.
+
+Shared by the asv suite (``benchmarks/``), the pytest-benchmark quick gate and the
+timer-agreement script, so all of them time exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import gates, registry, sweep
+
+
+class CaseSkipped(NotImplementedError):
+    """The case cannot or should not run here (asv shows it as n/a)."""
+
+
+class GateFailed(RuntimeError):
+    """The implementation's correctness gate failed: the case is never timed."""
+
+
+@dataclass
+class PreparedCase:
+    impl: str
+    shape: sweep.Shape
+    dtype: str
+    device: str
+    mode: str
+    step: Callable[[], object]  # one forward, or one forward + backward
+
+    @property
+    def flops(self) -> int:
+        return self.shape.flops(self.mode)
+
+
+def sync_clock() -> float:
+    """``time.perf_counter`` after waiting for queued CUDA work, as torch.utils.benchmark does.
+
+    Only a process that already uses CUDA pays for the synchronize, and it never
+    creates a CUDA context itself.
+    """
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def gate_case(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str, mode: str) -> None:
+    """Run the forward (and, for training, backward) gate on the benchmark's own shape."""
+    case = gates.case_for_shape(shape)
+    checks = ["forward"] if mode == "forward" else ["forward", "backward"]
+    for check in checks:
+        res = gates.run_check(impl, case, dtype, device, check, n_inputs=1)
+        if res.status == "fail":
+            raise GateFailed(f"{impl.name} {shape.id} {dtype} {device}: {check} gate failed: {res.reason}")
+
+
+def prepare(impl_name: str, shape_id: str, dtype: str, device: str, mode: str, *,
+            gate: bool = True, sweep_def: sweep.Sweep | None = None, seed: int = 0) -> PreparedCase:
+    """Everything a timed call needs, made once; raises CaseSkipped or GateFailed."""
+    impl = registry.get(impl_name)
+    shape = sweep.parse_shape(shape_id)
+    reason = sweep.skip_reason(impl, shape, dtype, device, mode, sweep_def)
+    if reason:
+        raise CaseSkipped(reason)
+    if gate:
+        gate_case(impl, shape, dtype, device, mode)
+    td = sweep.dtype_of(dtype)
+    gen = torch.Generator().manual_seed(seed)
+    training = mode == "forward_backward"
+
+    def rand(*size):
+        return torch.randn(size, generator=gen).to(device=device, dtype=td)
+
+    weight = nn.Parameter(rand(shape.out_features, shape.in_features) / shape.in_features**0.5,
+                          requires_grad=training)
+    bias = nn.Parameter(rand(shape.out_features), requires_grad=training)
+    forward = impl.build(weight, bias)
+    x = rand(*shape.input_shape).requires_grad_(training)
+    if not training:
+        # Nothing requires grad, so no autograd graph is built: inference, without
+        # the cost of entering torch.no_grad() inside the timed call.
+        def step():
+            return forward(x)
+    else:
+        gy = rand(*shape.batch, shape.out_features)
+        params = (x, weight, bias)
+
+        def step():
+            for p in params:
+                p.grad = None  # a training step starts from cleared gradients
+            forward(x).backward(gy)
+    step()  # first call: lazy initialisation (kernels, allocator) stays out of the timings
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return PreparedCase(impl_name, shape, dtype, device, mode, step)
+
+
+def asv_regex(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> list[str]:
+    """``asv run -b`` patterns selecting a sweep's cases, so others do not even start a process.
+
+    asv matches them against ``name(param0, param1, ...)`` with each param's repr.
+    """
+    devices = devices or sweep.available_devices()
+
+    def alt(values):
+        return "(?:" + "|".join(re.escape(repr(v)) for v in values) + ")"
+
+    shapes, dtypes = alt(sweep_def.shapes), alt(sweep_def.dtypes)
+    patterns = [r"^bench_linear\.Environment\.",
+                rf"^bench_linear\.(?:Inference|Training)\.\w+\('[^']+', {shapes}, {dtypes}, {alt(devices)}\)$"]
+    if sweep_def.memory:
+        patterns.append(rf"^bench_linear\.HostMemory\.\w+\('[^']+', {shapes}, {dtypes}, '[^']+'\)$")
+    if sweep_def.memory and "cuda" in devices:
+        patterns.append(rf"^bench_linear\.DeviceMemory\.\w+\('[^']+', {shapes}, {dtypes}, '[^']+'\)$")
+    return patterns
