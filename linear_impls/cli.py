@@ -156,6 +156,74 @@ def cmd_check_worker(args) -> int:
     return checkrun.worker_main(impl, args.device or ["cpu"], tuple(args.dtype or sweep.DTYPES), args.start)
 
 
+# --- sweep / run ----------------------------------------------------------------------
+
+
+def cmd_sweep(args) -> int:
+    from . import registry as reg
+
+    sw = sweep.SWEEPS[args.sweep]
+    rows = []
+    for impl in reg.select(None):
+        for shape_id in sw.shapes:
+            shape = sweep.parse_shape(shape_id)
+            for dtype in sw.dtypes:
+                for device in sweep.DEVICES:
+                    for mode in sweep.MODES:
+                        reason = sweep.skip_reason(impl, shape, dtype, device, mode, sw)
+                        rows.append({"impl": impl.name, "shape": shape_id, "dtype": dtype, "device": device,
+                                     "mode": mode, "run": reason is None, "reason": reason or ""})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        if r["device"] in sweep.available_devices() or args.all:
+            print(f"{'run ' if r['run'] else 'skip'} {r['impl']:<18} {r['shape']:<18} {r['dtype']:<9} "
+                  f"{r['device']:<5} {r['mode']:<17} {r['reason']}")
+    n = sum(r["run"] for r in rows)
+    print(f"\n{args.sweep!r} sweep: {n} cases to run, {len(rows) - n} skipped (per-call budget "
+          f"{sw.max_call_seconds * 1e3:g} ms)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from pathlib import Path
+
+    from . import asvrun
+
+    root = Path(args.root).resolve()
+    if not (root / "asv.conf.json").is_file():
+        raise UsageError(f"no asv.conf.json in {root}: run from the linbench checkout or pass --root")
+    code = asvrun.run_sweep(args.sweep, args.asv_args, root=root, resume=args.resume)
+    return 0 if code == 0 else (1 if code == 2 else code)
+
+
+# --- report ---------------------------------------------------------------------------
+
+
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from . import report
+
+    gates_json = Path(args.gates) if args.gates else None
+    if gates_json is not None and not gates_json.exists() and args.gates == DEFAULT_GATES:
+        gates_json = None  # the default file is optional; an explicit one must exist
+    try:
+        summary = report.build_report(Path(args.results), Path(args.out), gates_json=gates_json,
+                                      asv_html=args.asv_html)
+    except report.ReportError as exc:
+        raise UsageError(str(exc)) from None
+    for w in summary.warnings:
+        _warn(w)
+    print(f"linbench: wrote {summary.out} ({summary.n_cases} cases from {summary.n_results_files} results files"
+          + (f", {summary.n_missing} default-sweep cases missing" if summary.n_missing else "") + ")")
+    return 0
+
+
+DEFAULT_GATES = "reports/gates.json"
+
+
 # --- main ------------------------------------------------------------------------------
 
 
@@ -182,6 +250,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="implementations checked at once (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress on the terminal")
     p.set_defaults(func=cmd_check)
+
+    sweeps = list(sweep.SWEEPS)
+    p = sub.add_parser("sweep", help="list a sweep's cases and why any is skipped here")
+    p.add_argument("sweep", nargs="?", default="default", choices=sweeps)
+    p.add_argument("--all", action="store_true", help="include devices this machine lacks")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("run", help="run a sweep with asv on HEAD (extra arguments go to asv run)")
+    p.add_argument("--sweep", default="default", choices=sweeps,
+                   help="quick (< 2 min, pull requests), default (< 10 min here), full (bigger machines)")
+    p.add_argument("--resume", action="store_true", help="skip cases HEAD's results already hold")
+    p.add_argument("--root", default=".", help="the linbench checkout (default .)")
+    p.add_argument("asv_args", nargs=argparse.REMAINDER, help="passed to asv run (after --)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="build the summary page from asv results")
+    p.add_argument("--results", default=".asv/results", help="asv results folder (default .asv/results)")
+    p.add_argument("--gates", default=DEFAULT_GATES, help=f"'linbench check --json' output (default {DEFAULT_GATES})")
+    p.add_argument("--out", default="reports/index.html", help="the page to write (default reports/index.html)")
+    p.add_argument("--asv-html", default="asv/index.html", help="asv's pages, relative to the page")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("_check-worker")  # internal: one implementation's gates in a child process
     p.add_argument("--impl", action="append", required=True)

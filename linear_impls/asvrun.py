@@ -1,0 +1,78 @@
+"""``linbench run``: the sweep through real ``asv run``, in chunks that survive interruption.
+
+asv writes a commit's results file when a whole pass over the selected
+benchmarks ends, so a run killed halfway would lose everything.  We run the sweep
+as one asv invocation per dtype (each saved as soon as it ends) and, on
+``--resume``, select only the cases that HEAD's results do not hold yet.  The
+plain-asv equivalent is ``asv run --skip-existing`` (whole benchmarks only).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import bench, sweep
+
+
+def _git_head(root: Path) -> str:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"not a git checkout: {root}")
+    return out.stdout.strip()
+
+
+def existing_cases(results_dir: Path, commit: str) -> set[str]:
+    """``name(param, ...)`` strings that HEAD's results already hold (a value or a failure)."""
+    done: set[str] = set()
+    for path in results_dir.glob(f"*/{commit[:8]}-*.json"):
+        try:
+            data = json.loads(path.read_text())
+            cols = data["result_columns"]
+        except (OSError, ValueError, KeyError):
+            continue
+        for name, entry in data.get("results", {}).items():
+            row = dict(zip(cols, entry, strict=False))
+            for combo, value in zip(itertools.product(*row["params"]), row["result"], strict=False):
+                if value is None or value == value:  # failed or measured; NaN means not run
+                    done.add(f"{name}({', '.join(combo)})")
+    return done
+
+
+def _chunk_patterns(sweep_def: sweep.Sweep, dtype: str, skip: set[str]) -> list[str]:
+    one = sweep.Sweep(sweep_def.name, sweep_def.shapes, (dtype,), sweep_def.max_call_seconds, sweep_def.memory)
+    patterns = bench.asv_regex(one)
+    if not skip:
+        return patterns
+    # Exclude what is already recorded: a negative lookahead over the exact names.
+    done = "|".join(re.escape(s) for s in sorted(skip))
+    return [f"^(?!(?:{done})$)" + p.lstrip("^") for p in patterns]
+
+
+def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, resume: bool = False) -> int:
+    """Run the sweep on HEAD; returns asv's worst exit status."""
+    sweep_def = sweep.SWEEPS[sweep_name]
+    asv = str(Path(sys.executable).parent / "asv")
+    commit = _git_head(root)
+    skip = existing_cases(root / ".asv" / "results", commit) if resume else set()
+    env = dict(os.environ, LINBENCH_SWEEP=sweep_name)
+    worst = 0
+    t0 = time.perf_counter()
+    for i, dtype in enumerate(sweep_def.dtypes, 1):
+        print(f"linbench: [{i}/{len(sweep_def.dtypes)}] {sweep_name} sweep, {dtype}"
+              + (f" (resuming: {len(skip)} cases already recorded)" if skip else ""), flush=True)
+        cmd = [asv, "run", "HEAD^!", *asv_args]
+        for p in _chunk_patterns(sweep_def, dtype, skip):
+            cmd += ["-b", p]
+        code = subprocess.run(cmd, cwd=root, env=env).returncode
+        if code < 0 or code in (130, 143):
+            return code
+        worst = max(worst, code)
+    print(f"linbench: {sweep_name} sweep took {time.perf_counter() - t0:.0f} s of asv", flush=True)
+    return worst
