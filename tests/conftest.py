@@ -41,3 +41,73 @@ def run_linbench(*args, plugins: str | None = None, timeout: float = 600, env_ex
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "linear_impls", *args], capture_output=True, text=True,
                           env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+ASV_FAULTY = ("faulty_dropped_bias", "faulty_abort", "faulty_hang")
+ASV_GOOD = ("f_linear", "nn_linear")
+ASV_SHAPES = ("3x2x3", "1x8x8")
+
+
+def asv_config(tmp: Path) -> Path:
+    """An asv config like the project's, writing results and HTML under ``tmp``."""
+    import json
+
+    conf = {
+        "version": 1, "project": "linbench", "project_url": "https://example.invalid/linbench",
+        "repo": str(ROOT), "branches": ["main"], "dvcs": "git", "environment_type": "virtualenv",
+        "benchmark_dir": str(ROOT / "benchmarks"), "env_dir": str(tmp / "env"),
+        "results_dir": str(tmp / "results"), "html_dir": str(tmp / "html"),
+        "launch_method": "forkserver", "default_benchmark_timeout": 120,
+        "matrix": {"env_nobuild": {"LINBENCH_THREADS": ["2"]}},
+    }
+    path = tmp / "asv.conf.json"
+    path.write_text(json.dumps(conf))
+    return path
+
+
+def run_asv(config: Path, *args, timeout: float = 900, plugins: str | None = None):
+    """Real asv, in the test's own Python environment (no virtualenv to build)."""
+    asv = str(Path(sys.executable).parent / "asv")
+    env = dict(os.environ, LINBENCH_SWEEP="quick", LINBENCH_THREADS="2")
+    if plugins:
+        env["LINEAR_IMPLS_PLUGINS"] = plugins
+        env["ASV_PYTHONPATH"] = str(PLUGIN_DIR)  # asv drops PYTHONPATH; this is its way in
+    return subprocess.run([asv, "--config", str(config), *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=str(ROOT), stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="session")
+def asv_run(tmp_path_factory):
+    """A real short ``asv run`` on HEAD: two good and three faulty implementations.
+
+    Returns (results folder, asv's CompletedProcess).
+    """
+    tmp = tmp_path_factory.mktemp("asv")
+    config = asv_config(tmp)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    machine = run_asv(config, "machine", "--yes", "--machine", "linbench-test")
+    assert machine.returncode == 0, machine.stderr
+    impls = "|".join(ASV_GOOD + ASV_FAULTY[:2])
+    shapes = "|".join(ASV_SHAPES)
+    patterns = [
+        rf"^bench_linear\.(?:Inference|Training)\.\w+\('(?:{impls})', '(?:{shapes})', 'float32', 'cpu'\)$",
+        # The hanging one costs a timeout per round: one case is enough.
+        r"^bench_linear\.Inference\.\w+\('faulty_hang', '3x2x3', 'float32', 'cpu'\)$",
+        r"^bench_linear\.Environment\.",
+    ]
+    args = ["run", "-E", f"existing:{sys.executable}", "--set-commit-hash", head, "--machine", "linbench-test",
+            "--record-samples", "--show-stderr", "-a", f"timeout={ASV_TIMEOUT}"]
+    for p in patterns:
+        args += ["-b", p]
+    proc = run_asv(config, *args, plugins="asv_faulty_plugin")
+    return tmp / "results", proc
+
+
+ASV_TIMEOUT = 8
+
+
+@pytest.fixture(scope="session")
+def asv_results_dir(asv_run):
+    """The results folder of the short real asv run."""
+    return asv_run[0]

@@ -1,0 +1,83 @@
+"""The asv suite, run for real: discovery, a short run, gate-before-time and faulty implementations.
+
+Speed itself is not asserted here (the machine is shared and noisy): these tests
+check that asv records what it should.  Timing figures come from the scripts in
+benchmarks/.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+
+import pytest
+
+from linear_impls import bench, sweep
+
+from .conftest import ASV_FAULTY, ASV_GOOD, ASV_SHAPES, ASV_TIMEOUT, asv_config, run_asv
+
+pytestmark = pytest.mark.slow
+
+
+def _results(results_dir):
+    files = [p for p in results_dir.glob("*/*.json") if p.name != "machine.json"]
+    assert len(files) == 1, files
+    data = json.loads(files[0].read_text())
+    out = {}
+    for name, entry in data["results"].items():
+        row = dict(zip(data["result_columns"], entry, strict=False))
+        params = [[json.loads(v.replace("'", '"')) for v in axis] for axis in row["params"]]
+        for combo, value in zip(itertools.product(*params), row["result"], strict=False):
+            out[(name, *combo)] = value
+    return data, out
+
+
+def test_asv_check_passes(tmp_path):
+    proc = run_asv(asv_config(tmp_path), "check", "-E", f"existing:{sys.executable}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "No problems found" in proc.stdout + proc.stderr
+
+
+def test_short_run_records_good_cases_and_fails_faulty_ones(asv_run):
+    asv_results_dir, proc = asv_run
+    data, values = _results(asv_results_dir)
+    for impl, shape in itertools.product(ASV_GOOD, ASV_SHAPES):
+        for name in ("bench_linear.Inference.time_forward", "bench_linear.Training.time_forward_backward"):
+            value = values[(name, impl, shape, "float32", "cpu")]
+            assert value is not None and value == value and 1e-7 < value < 1e-2, (name, impl, shape, value)
+    for impl, shape in itertools.product(ASV_FAULTY[:2], ASV_SHAPES):
+        assert values[("bench_linear.Inference.time_forward", impl, shape, "float32", "cpu")] is None, impl
+    assert values[("bench_linear.Inference.time_forward", "faulty_hang", "3x2x3", "float32", "cpu")] is None
+    out = proc.stdout + proc.stderr
+    assert f"timed out (timeout {ASV_TIMEOUT:g}" in out or f"timed out (timeout {ASV_TIMEOUT}" in out
+    assert "exit status" in out or "SIGABRT" in out or "signal 6" in out  # the abort
+    # Gate before time: the gate's reason is in the log, so the case was never timed.
+    assert "GateFailed" in out and "faulty_dropped_bias" in out and "forward gate failed" in out
+    # Not selected (cuda, other shapes) stays n/a, not failed.
+    assert values[("bench_linear.Inference.time_forward", "f_linear", "3x2x3", "float32", "cuda")] != \
+        values[("bench_linear.Inference.time_forward", "f_linear", "3x2x3", "float32", "cuda")]
+    assert values[("bench_linear.Environment.track_threads",)] == 2  # pinned by $LINBENCH_THREADS, recorded
+
+
+def test_many_calls_per_sample(asv_results_dir):
+    """The asv_runner trap: with a setup, asv timed one call per sample.  Ours batches."""
+    files = [p for p in asv_results_dir.glob("*/*.json") if p.name != "machine.json"]
+    data = json.loads(files[0].read_text())
+    row = dict(zip(data["result_columns"], data["results"]["bench_linear.Inference.time_forward"], strict=False))
+    numbers = [n for n in row["stats_number"] if n]
+    assert numbers and min(numbers) > 10, numbers
+
+
+def test_regex_selects_exactly_the_sweep():
+    import re
+
+    pats = [re.compile(p) for p in bench.asv_regex(sweep.SWEEPS["quick"], ["cpu"])]
+
+    def selected(name):
+        return any(p.search(name) for p in pats)
+
+    assert selected("bench_linear.Inference.time_forward('f_linear', '64x256x256', 'float32', 'cpu')")
+    assert not selected("bench_linear.Inference.time_forward('f_linear', '64x256x256', 'float32', 'cuda')")
+    assert not selected("bench_linear.Inference.time_forward('f_linear', '512x1024x1024', 'float32', 'cpu')")
+    assert not selected("bench_linear.HostMemory.peakmem_step('f_linear', '64x256x256', 'float32', 'forward')")
