@@ -1,0 +1,394 @@
+"""The summary page builder (linear_impls/report.py) on real asv results and planted variants."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+import random
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+import linear_impls
+from linear_impls import report, sweep
+from linear_impls.report import ReportError, build_report
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_RESULTS = ROOT / ".asv" / "results"
+EVIL = "<script>alert(1)</script>"
+
+
+# asv_results_dir: the session fixture in conftest.py (a real short asv run).
+
+
+@pytest.fixture
+def results(asv_results_dir, tmp_path) -> Path:
+    """A private copy of the results, safe to modify."""
+    dest = tmp_path / "results"
+    shutil.copytree(asv_results_dir, dest)
+    return dest
+
+
+def result_files(results_dir: Path) -> list[Path]:
+    return sorted(p for p in results_dir.glob("*/*.json") if p.name != "machine.json")
+
+
+def latest_files(results_dir: Path) -> list[Path]:
+    """The newest results file of each machine and environment, as the report picks them."""
+    best: dict[tuple, tuple] = {}
+    for p in result_files(results_dir):
+        d = json.loads(p.read_text())
+        key = (p.parent.name, d["env_name"])
+        if key not in best or (d["date"], d["commit_hash"]) > best[key][0]:
+            best[key] = ((d["date"], d["commit_hash"]), p)
+    return [v[1] for v in best.values()]
+
+
+def unrepr(s: str) -> str:
+    return s[1:-1] if len(s) >= 2 and s[0] == s[-1] == "'" else s
+
+
+def cases(path: Path):
+    """(benchmark, params dict, row dict) for every combination of one results file."""
+    d = json.loads(path.read_text())
+    cols = d["result_columns"]
+    names = {**{k: v for k, v in report._KNOWN_PARAM_NAMES.items()}}
+    for bench, entry in d["results"].items():
+        row = dict(zip(cols, entry, strict=False))
+        pnames = names.get(report._short(bench))
+        if pnames is None:
+            continue
+        for i, combo in enumerate(itertools.product(*row["params"])):
+            params = dict(zip(pnames, (unrepr(c) for c in combo), strict=True))
+            one = {c: (row[c][i] if isinstance(row.get(c), list) else None) for c in cols if c != "params"}
+            yield bench, params, one
+
+
+def measured(value) -> bool:
+    return isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value))
+
+
+def build(results_dir: Path, tmp_path: Path, **kwargs) -> tuple[report.ReportSummary, str]:
+    out = tmp_path / "reports" / "index.html"
+    summary = build_report(results_dir, out, **kwargs)
+    return summary, out.read_text(encoding="utf-8")
+
+
+def rewrite(path: Path, change) -> None:
+    """Load a results file, let ``change(data)`` modify it, write it back."""
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def rename_impl(data: dict, old: str, new: str) -> None:
+    for entry in data["results"].values():
+        params = entry[data["result_columns"].index("params")]
+        if params:
+            params[0] = [repr(new) if unrepr(v) == old else v for v in params[0]]
+
+
+# --- the page ---------------------------------------------------------------------------
+
+
+def test_page_shows_every_impl_and_shape(results, tmp_path):
+    summary, page = build(results, tmp_path)
+    assert summary.out == tmp_path / "reports" / "index.html"
+    assert summary.n_results_files == len(result_files(results))
+    assert summary.warnings == []
+    assert page.startswith("<!DOCTYPE html>")
+    impls, shapes = set(), set()
+    n_ok = 0
+    for path in latest_files(results):
+        for _bench, params, row in cases(path):
+            impls.add(params["impl"])
+            if measured(row["result"]):
+                n_ok += 1
+                if report._FIXED[report._short(_bench)]["kind"] == "time":
+                    shapes.add(params["shape"])
+    assert summary.n_cases == n_ok
+    assert shapes, "the latest results measured no timed case"
+    for impl in impls:
+        assert f"<th>{impl}</th>" in page, impl
+    for shape in shapes:
+        assert re.search(rf"<th[^>]*>{re.escape(shape)}</th>", page), shape
+
+
+def test_gflops_and_speedup_cells(results, tmp_path):
+    _summary, page = build(results, tmp_path)
+    checked = 0
+    for path in latest_files(results):
+        rows = [(b, p, r) for b, p, r in cases(path) if measured(r["result"]) and "time_" in b]
+        base = {(b, p["shape"], p["dtype"], p.get("device")): r["result"] for b, p, r in rows
+                if p["impl"] == "nn_linear"}
+        for bench, params, row in rows:
+            mode = report._FIXED[report._short(bench)]["mode"]
+            gflops = sweep.parse_shape(params["shape"]).flops(mode) / row["result"] / 1e9
+            assert report.fmt_gflops(gflops) in page
+            assert report.fmt_time(row["result"]) in page
+            b = base.get((bench, params["shape"], params["dtype"], params.get("device")))
+            if b is not None:
+                assert f"{b / row['result']:.2f}×" in page
+            checked += 1
+    assert checked
+    assert "GFLOP/s" in page and 'class="cell best' in page
+    assert "noisy" in page  # the legend at least
+
+
+def test_page_is_self_contained(results, tmp_path):
+    _summary, page = build(results, tmp_path)
+    assert "<svg" in page and "<?xml" not in page
+    assert "<script" not in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "the page must not fetch anything"
+    assert "<link" not in page
+    for section in ("perf", "peak", "gates", "history", "env"):
+        assert f'id="{section}"' in page
+
+
+def test_environment_section(results, tmp_path):
+    _summary, page = build(results, tmp_path)
+    for path in latest_files(results):
+        d = json.loads(path.read_text())
+        assert d["commit_hash"] in page
+        torch_version = d["params"].get("torch") or d.get("requirements", {}).get("torch")
+        if torch_version:
+            assert torch_version in page
+        machine = json.loads((path.parent / "machine.json").read_text()) \
+            if (path.parent / "machine.json").is_file() else d["params"]
+        if machine.get("cpu"):
+            assert report.e(machine["cpu"]) in page
+
+
+# --- escaping -------------------------------------------------------------------------------
+
+
+def test_strings_from_results_gates_and_plugins_are_escaped(results, tmp_path, planted):
+    path = latest_files(results)[0]
+
+    def plant(data):
+        rename_impl(data, "f_linear", EVIL)
+        data["params"]["cpu"] = 'CPU "onload=alert(5) <b>'
+
+    rewrite(path, plant)
+    (path.parent / "machine.json").write_text(json.dumps({"cpu": '<img src=x onerror="alert(6)">', "machine": "vm"}))
+    planted("evil_description", lambda w, b: (lambda x: x @ w.T + b),
+            description='<script>alert(3)</script> "onload=alert(4)')
+    gates = tmp_path / "gates.json"
+    gates.write_text(json.dumps([
+        {"impl": EVIL, "check": "forward", "case": "rank2", "shape": [5], "dtype": "float32", "device": "cpu",
+         "status": "fail", "reason": '<script>alert(2)</script> "onload=x'},
+        {"impl": "nn_linear", "check": "forward", "case": "rank2", "shape": [5], "dtype": "float32",
+         "device": "cpu", "status": "pass", "reason": ""},
+    ]))
+    _summary, page = build(results, tmp_path, gates_json=gates)
+    assert "<script" not in page.lower()
+    assert '"onload' not in page and "<img" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(2)&lt;/script&gt; &quot;onload=x" in page
+    assert "&lt;script&gt;alert(3)&lt;/script&gt; &quot;onload=alert(4)" in page
+    assert "&lt;img src=x onerror=&quot;alert(6)&quot;&gt;" in page
+
+
+# --- gates and failures --------------------------------------------------------------------
+
+
+def test_gate_counts_and_asv_failures(results, tmp_path):
+    path = latest_files(results)[0]
+    failed_case = {}
+
+    def fail_one(data):
+        cols = data["result_columns"]
+        for bench, entry in data["results"].items():
+            res = entry[cols.index("result")]
+            for i, v in enumerate(res):
+                if measured(v) and "time_" in bench:
+                    res[i] = None
+                    combo = list(itertools.product(*entry[cols.index("params")]))[i]
+                    failed_case.update(bench=bench, impl=unrepr(combo[0]), shape=unrepr(combo[1]))
+                    return
+
+    rewrite(path, fail_one)
+    assert failed_case, "no measured timed case to turn into a failure"
+    gates = tmp_path / "gates.json"
+    rows = [{"impl": "einsum", "check": c, "case": f"case{i}", "shape": [2], "dtype": "float32", "device": "cpu",
+             "status": s, "reason": "tolerance exceeded by 3.2x" if s == "fail" else ""}
+            for i, (c, s) in enumerate([("forward", "pass")] * 5 + [("backward", "fail")] * 2
+                                        + [("forward", "skip")] * 3)]
+    gates.write_text(json.dumps(rows))
+    summary, page = build(results, tmp_path, gates_json=gates)
+    assert summary.n_failed >= 1
+    gate_row = re.search(r"<tr><th>einsum</th>(.*?)</tr>", page.split('id="gates"')[1]).group(1)
+    assert re.findall(r">(\d+)<", gate_row)[:3] == ["5", "2", "3"]
+    assert "FAIL" in gate_row
+    assert "tolerance exceeded by 3.2x" in page
+    assert re.search(r"class=[\"']cell failed", page)
+    assert "Benchmarks that failed in asv" in page
+    assert f"#{failed_case['bench']}?" in page
+
+
+def test_bad_gates_file_is_a_report_error(results, tmp_path):
+    with pytest.raises(ReportError, match="does not exist"):
+        build(results, tmp_path, gates_json=tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(ReportError, match="not valid JSON"):
+        build(results, tmp_path, gates_json=bad)
+
+
+# --- unusable and partial input ------------------------------------------------------------
+
+
+def test_corrupt_file_is_skipped_with_a_warning(results, tmp_path):
+    machine_dir = latest_files(results)[0].parent
+    (machine_dir / "deadbeef-broken.json").write_text('{"commit_hash": "deadbeef", "results": {')
+    (machine_dir / "cafef00d-notresults.json").write_text('{"hello": 1}')
+    n_good = len(result_files(results)) - 2
+    summary, page = build(results, tmp_path)
+    assert summary.n_results_files == n_good
+    assert any("deadbeef-broken.json" in w and "not valid JSON" in w for w in summary.warnings)
+    assert any("cafef00d-notresults.json" in w for w in summary.warnings)
+    assert "deadbeef-broken.json" in page  # the warning is on the page too
+
+
+def test_missing_or_empty_directory_is_a_report_error(tmp_path):
+    with pytest.raises(ReportError, match="does not exist"):
+        build_report(tmp_path / "nowhere", tmp_path / "index.html")
+    (tmp_path / "empty" / "vm").mkdir(parents=True)
+    with pytest.raises(ReportError, match="no asv results"):
+        build_report(tmp_path / "empty", tmp_path / "index.html")
+    (tmp_path / "empty" / "vm" / "abc-env.json").write_text("garbage")
+    with pytest.raises(ReportError, match="no usable asv results") as info:
+        build_report(tmp_path / "empty", tmp_path / "index.html")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "index.html").exists()
+
+
+def test_partial_results_build_and_mark_missing_cases(results, tmp_path):
+    path = latest_files(results)[0]
+    for other in result_files(results):
+        if other != path:
+            other.unlink()
+
+    def interrupt(data):
+        cols = data["result_columns"]
+        names = sorted(data["results"])
+        for bench in names[1:]:  # only the first benchmark finished ...
+            del data["results"][bench]
+        res = data["results"][names[0]][cols.index("result")]
+        done = [i for i, v in enumerate(res) if measured(v)]
+        for i in done[len(done) // 2:]:  # ... and only half of it
+            res[i] = float("nan")
+
+    rewrite(path, interrupt)
+    summary, page = build(results, tmp_path)
+    assert summary.n_missing > 0
+    assert 'class="cell missing"' in page
+    assert "missing default-sweep cases" in page
+    assert "Only one commit" in page
+
+
+def test_results_without_usable_benchmarks_still_build(results, tmp_path):
+    path = latest_files(results)[0]
+
+    def strip(data):
+        data["results"] = {"bench_linear.Inference.time_forward": [None, [], "v"], "other.time_x": [1.0, [], "v"]}
+
+    rewrite(path, strip)
+    for other in result_files(results):
+        if other != path:
+            other.unlink()
+    summary, page = build(results, tmp_path)
+    assert summary.n_cases == 0 and summary.n_missing > 0
+    assert any("time_forward" in w and "parameter axes" in w for w in summary.warnings)
+    assert any("other.time_x" in w for w in summary.warnings)
+    assert "No timed case was measured" in page
+
+
+# --- history ------------------------------------------------------------------------------
+
+
+def test_history_lists_changes_beyond_noise(results, tmp_path):
+    path = latest_files(results)[0]
+    data = json.loads(path.read_text())
+    cols = data["result_columns"]
+    newer = copy.deepcopy(data)
+    newer["commit_hash"] = "f" * 40
+    newer["date"] = data["date"] + 3_600_000
+    for entry in newer["results"].values():
+        res = entry[cols.index("result")]
+        entry[cols.index("result")] = [v * 2 if measured(v) else v for v in res]
+        for col, factor in (("stats_ci_99_a", 1.98), ("stats_ci_99_b", 2.02)):
+            if col in cols:
+                entry[cols.index(col)] = [v * factor if measured(v) else None for v in res]
+    for entry in data["results"].values():
+        res = entry[cols.index("result")]
+        for col, factor in (("stats_ci_99_a", 0.99), ("stats_ci_99_b", 1.01)):
+            if col in cols:
+                entry[cols.index(col)] = [v * factor if measured(v) else None for v in res]
+    path.write_text(json.dumps(data))
+    (path.parent / f"ffffffff-{data['env_name']}.json").write_text(json.dumps(newer))
+    _summary, page = build(results, tmp_path, asv_html="../asv/index.html")
+    history = page.split('id="history"')[1].split('id="env"')[0]
+    assert ">slower<" in history
+    assert "2.00" in history
+    assert re.search(r"href=[\"']\.\./asv/index\.html#bench_linear\.", history)
+    assert "ffffffffffff" in history
+
+
+# --- speed --------------------------------------------------------------------------------
+
+
+def test_twenty_commits_of_the_default_sweep_build_fast(asv_results_dir, tmp_path):
+    """Synthetic: every CPU case of the default sweep measured, 20 commits (timing only)."""
+    src = latest_files(asv_results_dir)[0]
+    data = json.loads(src.read_text())
+    cols = data["result_columns"]
+    default = sweep.SWEEPS["default"]
+    rng = random.Random(0)
+    # The project's own benchmark axes (as asv writes them), whatever the fixture's run selected.
+    impls = [repr(i) for i in linear_impls.names()]
+    axes = [impls, [repr(s) for s in sweep.ALL_SHAPES], [repr(d) for d in sweep.DTYPES]]
+    template = {}
+    for short, names in report._KNOWN_PARAM_NAMES.items():
+        last = [repr(v) for v in (sweep.DEVICES if names[-1] == "device" else sweep.MODES)]
+        params = [*axes, last]
+        device = report._FIXED[short].get("device")
+        keep = []
+        for combo in itertools.product(*params):
+            p = dict(zip(names, (unrepr(c) for c in combo), strict=True))
+            keep.append(p["shape"] in default.shapes and p.get("device", device) == "cpu")
+        template[f"bench_linear.{short}"] = (params, keep)
+    n_measured = sum(sum(k) for _p, k in template.values())
+    assert n_measured >= 1500  # ~1600 cases a commit
+    out_dir = tmp_path / "many" / "vm"
+    out_dir.mkdir(parents=True)
+    shutil.copy(src.parent / "machine.json", out_dir / "machine.json") if (src.parent / "machine.json").exists() \
+        else None
+    for c in range(20):
+        commit = f"{c:08x}" + "0" * 32
+        d = {k: v for k, v in data.items() if k != "results"}
+        d.update(commit_hash=commit, date=data["date"] + c * 3_600_000, results={})
+        for bench, (params, keep) in template.items():
+            vals = [rng.uniform(1e-6, 1e-2) * (1.3 if c == 19 and i % 7 == 0 else 1) if k else float("nan")
+                    for i, k in enumerate(keep)]
+            row = {col: None for col in cols}
+            row.update(result=vals, params=params, version="x", started_at=0, duration=1.0)
+            for col, f in (("stats_ci_99_a", 0.97), ("stats_ci_99_b", 1.03), ("stats_q_25", 0.98),
+                           ("stats_q_75", 1.05)):
+                row[col] = [v * f if k else None for v, k in zip(vals, keep, strict=True)]
+            row["stats_number"] = [100 if k else None for k in keep]
+            row["stats_repeat"] = [10 if k else None for k in keep]
+            d["results"][bench] = [row[col] for col in cols]
+        (out_dir / f"{commit[:8]}-{data['env_name']}.json").write_text(json.dumps(d))
+    start = time.perf_counter()
+    summary, page = build(tmp_path / "many", tmp_path)
+    elapsed = time.perf_counter() - start
+    assert summary.n_results_files == 20
+    assert summary.n_cases == n_measured
+    assert "<svg" in page
+    assert elapsed < 10, f"report took {elapsed:.1f} s for 20 commits"
