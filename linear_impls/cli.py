@@ -224,6 +224,24 @@ def cmd_report(args) -> int:
 DEFAULT_GATES = "reports/gates.json"
 
 
+def cmd_localize_asv(args) -> int:
+    import subprocess
+    from pathlib import Path
+
+    from . import asvassets
+
+    html = Path(args.html)
+    if not (html / "index.html").is_file():
+        raise UsageError(f"no asv pages in {html}: run `asv publish` first")
+    try:
+        done = asvassets.localize(html, Path(args.cache))
+    except (RuntimeError, subprocess.SubprocessError, OSError, KeyError) as exc:
+        _warn(f"asv's pages still load their libraries from CDNs: {exc}")
+        return 0
+    print(f"linbench: asv's pages now load {len(done)} libraries from {html / 'vendor'}")
+    return 0
+
+
 # --- main ------------------------------------------------------------------------------
 
 
@@ -272,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/index.html", help="the page to write (default reports/index.html)")
     p.add_argument("--asv-html", default="asv/index.html", help="asv's pages, relative to the page")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("localize-asv", help="point asv's HTML at local copies of its JS/CSS (offline viewing)")
+    p.add_argument("--html", default="reports/asv", help="asv's html_dir (default reports/asv)")
+    p.add_argument("--cache", default=".asv/vendor", help="where npm tarballs are kept (default .asv/vendor)")
+    p.set_defaults(func=cmd_localize_asv)
 
     p = sub.add_parser("_check-worker")  # internal: one implementation's gates in a child process
     p.add_argument("--impl", action="append", required=True)

@@ -998,6 +998,8 @@ def _page(summary: ReportSummary, sections: list[tuple[str, str, str]], toc: lis
     body = "\n".join(f'<h2 id="{e(sid)}">{e(title)}</h2>\n{content}' for sid, title, content in sections)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        # An empty inline icon: otherwise browsers fetch /favicon.ico, a 404 in the console.
+        "<link rel=\"icon\" href=\"data:,\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>linbench report</title><style>{CSS}</style></head><body>\n"
         f"<h1>linbench: the ways of computing a linear layer</h1>\n{status}\n{warn}\n{''.join(nav)}\n{body}\n"
