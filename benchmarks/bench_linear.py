@@ -71,7 +71,9 @@ class _Timed:
     warmup_time = 0.15
 
     def setup(self, impl, shape, dtype, device):
-        self.case = _prepare(impl, shape, dtype, device, self.mode)
+        # The closure itself, not the case: one attribute lookup less inside the timed
+        # loop, which is ~5% of a 4 µs call.
+        self.step = _prepare(impl, shape, dtype, device, self.mode).step
 
 
 class Inference(_Timed):
@@ -80,7 +82,7 @@ class Inference(_Timed):
     mode = "forward"
 
     def time_forward(self, impl, shape, dtype, device):
-        self.case.step()
+        self.step()
 
 
 class Training(_Timed):
@@ -89,7 +91,7 @@ class Training(_Timed):
     mode = "forward_backward"
 
     def time_forward_backward(self, impl, shape, dtype, device):
-        self.case.step()
+        self.step()
 
 
 class HostMemory:
