@@ -37,6 +37,7 @@ from linear_impls import bench, sweep  # noqa: E402
 _asv_time.TimeBenchmark._setup_isolates_timed_calls = False
 
 torch.set_num_threads(sweep.thread_count())
+bench.warm_up()
 
 IMPLS = linear_impls.names()
 SHAPES = list(sweep.ALL_SHAPES)
@@ -101,6 +102,8 @@ class HostMemory:
     param_names = ["impl", "shape", "dtype", "mode"]
 
     def setup(self, impl, shape, dtype, mode):
+        if dtype not in sweep.current_sweep().memory_dtypes:
+            raise NotImplementedError(f"{dtype}: memory is measured in {sweep.current_sweep().memory_dtypes}")
         # No gate here: its float64 reference would dominate the peak.  The timed
         # benchmarks gate the same cases.
         self.case = _prepare(impl, shape, dtype, "cpu", mode, gate=False)

@@ -46,7 +46,8 @@ def existing_cases(results_dir: Path, commit: str) -> set[str]:
 
 
 def _chunk_patterns(sweep_def: sweep.Sweep, dtype: str, skip: set[str]) -> list[str]:
-    one = sweep.Sweep(sweep_def.name, sweep_def.shapes, (dtype,), sweep_def.max_call_seconds, sweep_def.memory)
+    one = sweep.Sweep(sweep_def.name, sweep_def.shapes, (dtype,), sweep_def.max_call_seconds,
+                      sweep_def.memory_dtypes)
     patterns = bench.asv_regex(one)
     if not skip:
         return patterns
@@ -55,17 +56,19 @@ def _chunk_patterns(sweep_def: sweep.Sweep, dtype: str, skip: set[str]) -> list[
     return [f"^(?!(?:{done})$)" + p.lstrip("^") for p in patterns]
 
 
-def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, resume: bool = False) -> int:
-    """Run the sweep on HEAD; returns asv's worst exit status."""
+def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, resume: bool = False,
+              dtypes: list[str] | None = None) -> int:
+    """Run the sweep (or some of its dtypes) on HEAD; returns asv's worst exit status."""
     sweep_def = sweep.SWEEPS[sweep_name]
+    chosen = [d for d in sweep_def.dtypes if not dtypes or d in dtypes]
     asv = str(Path(sys.executable).parent / "asv")
     commit = _git_head(root)
     skip = existing_cases(root / ".asv" / "results", commit) if resume else set()
     env = dict(os.environ, LINBENCH_SWEEP=sweep_name)
     worst = 0
     t0 = time.perf_counter()
-    for i, dtype in enumerate(sweep_def.dtypes, 1):
-        print(f"linbench: [{i}/{len(sweep_def.dtypes)}] {sweep_name} sweep, {dtype}"
+    for i, dtype in enumerate(chosen, 1):
+        print(f"linbench: [{i}/{len(chosen)}] {sweep_name} sweep, {dtype}"
               + (f" (resuming: {len(skip)} cases already recorded)" if skip else ""), flush=True)
         cmd = [asv, "run", "HEAD^!", *asv_args]
         for p in _chunk_patterns(sweep_def, dtype, skip):

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import gates
+from . import gates, sweep
 from .registry import Impl
 
 STATUS_ORDER = ("fail", "skip", "pass")
@@ -33,10 +33,12 @@ class CheckPlan:
     impl: Impl
     devices: list[str]
     dtypes: tuple[str, ...]
+    shapes: tuple[str, ...] = ()  # the user's own shapes, gated besides the case set
     cases: list[tuple[gates.GateCase, str, str, str]] = field(default_factory=list)
 
     def __post_init__(self):
-        self.cases = list(gates.iter_checks(self.impl, self.devices, self.dtypes))
+        extra = tuple(gates.case_for_shape(sweep.parse_shape(s)) for s in self.shapes)
+        self.cases = list(gates.iter_checks(self.impl, self.devices, self.dtypes, gates.CASES + extra))
 
 
 def _blank(plan: CheckPlan, index: int, status: str, reason: str) -> gates.CheckResult:
@@ -77,23 +79,44 @@ def _limit_memory(limit_bytes: int | None) -> Callable[[], None] | None:
 def run_plan(plan: CheckPlan, *, timeout: float, memory_limit: int | None,
              on_result: Callable[[gates.CheckResult], None] | None = None,
              threads: int | None = None) -> list[gates.CheckResult]:
-    """All gate results of one implementation, however its worker ends."""
+    """All gate results of one implementation, however its worker ends.
+
+    A worker that dies mid-case is replaced from the next case on; after
+    ``MAX_CRASHES`` deaths in a row the rest of the cases are failed unrun, so one
+    implementation that crashes everywhere costs seconds, not a torch start-up per case.
+    """
     results: list[gates.CheckResult | None] = [None] * len(plan.cases)
-    start = 0
+    start, crashes = 0, 0
     while start < len(plan.cases):
-        start = _run_worker(plan, start, results, timeout=timeout, memory_limit=memory_limit, on_result=on_result,
-                            threads=threads)
+        nxt, crash = _run_worker(plan, start, results, timeout=timeout, memory_limit=memory_limit,
+                                 on_result=on_result, threads=threads)
+        # A crash right at the first case of a worker is a crash "in a row".
+        crashes = crashes + 1 if crash and nxt == start + 1 else int(bool(crash))
+        start = nxt
+        if crash and crashes >= MAX_CRASHES:
+            for index in range(start, len(plan.cases)):
+                _record(plan, results, index, "fail",
+                        f"not run: the implementation killed its worker {crashes} times in a row (last: {crash})",
+                        on_result)
+            break
     return [r for r in results if r is not None]
 
 
-def _run_worker(plan, start, results, *, timeout, memory_limit, on_result, threads) -> int:
-    """Run a worker from case ``start``; returns where the next worker must resume."""
+MAX_CRASHES = 3
+# Importing torch in a fresh worker: not counted against the per-case limit.
+STARTUP_SECONDS = 120.0
+
+
+def _run_worker(plan, start, results, *, timeout, memory_limit, on_result, threads) -> tuple[int, str]:
+    """Run a worker from case ``start``; returns (where the next must resume, crash reason or "")."""
     cmd = [sys.executable, "-m", "linear_impls", "_check-worker", "--impl", plan.impl.name,
            "--start", str(start)]
     for d in plan.devices:
         cmd += ["--device", d]
     for d in plan.dtypes:
         cmd += ["--dtype", d]
+    for shape in plan.shapes:
+        cmd += ["--shape", shape]
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -109,25 +132,25 @@ def _run_worker(plan, start, results, *, timeout, memory_limit, on_result, threa
             proc.wait()
             proc.stdout.close()
         if timed_out:
-            _record(plan, results, current, "fail", f"timed out: no result within {timeout:g} s", on_result)
-            return current + 1
+            reason = f"timed out: no result within {timeout:g} s"
+            _record(plan, results, current, "fail", reason, on_result)
+            return current + 1, reason
         if current >= len(plan.cases):
-            return current
+            return current, ""
         errfile.seek(0)
         err = errfile.read().decode(errors="replace").strip().splitlines()
     reason = _signal_reason(proc.returncode, memory_limit)
     if err:
         reason += f"; last output: {err[-1][:300]}"
     _record(plan, results, current, "fail", reason, on_result)
-    return current + 1
+    return current + 1, reason
 
 
 def _read_results(proc, plan, start, results, timeout, on_result) -> tuple[int, bool]:
     """Collect a worker's result lines; returns (next case index, whether it timed out)."""
     current = start
     buf = b""
-    # The first case also pays for importing torch in the worker.
-    deadline = time.monotonic() + timeout + 30
+    deadline = time.monotonic() + STARTUP_SECONDS
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
         while True:
@@ -146,6 +169,9 @@ def _read_results(proc, plan, start, results, timeout, on_result) -> tuple[int, 
                     msg = json.loads(line)
                 except ValueError:
                     continue
+                if isinstance(msg, dict) and msg.get("ready"):
+                    deadline = time.monotonic() + timeout  # imports done: the clock is the case's now
+                    continue
                 if not isinstance(msg, dict) or "index" not in msg:
                     continue
                 res = gates.CheckResult(**msg["result"])
@@ -163,12 +189,14 @@ def _record(plan, results, index, status, reason, on_result):
         on_result(res)
 
 
-def worker_main(impl: Impl, devices: list[str], dtypes: tuple[str, ...], start: int) -> int:
+def worker_main(impl: Impl, devices: list[str], dtypes: tuple[str, ...], start: int,
+                shapes: tuple[str, ...] = ()) -> int:
     """The child: run cases from ``start`` on, one JSON line each, flushed as it goes."""
-    plan = CheckPlan(impl, devices, dtypes)
+    plan = CheckPlan(impl, devices, dtypes, shapes)
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     # Keep the implementation's own prints off our result channel.
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    out.write(json.dumps({"ready": 1}) + "\n")
     for index in range(start, len(plan.cases)):
         case, dtype, device, check = plan.cases[index]
         res = gates.run_check(impl, case, dtype, device, check)

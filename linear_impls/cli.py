@@ -55,6 +55,13 @@ def _devices(requested: list[str] | None) -> list[str]:
     return list(dict.fromkeys(requested))
 
 
+def _shape(text: str) -> sweep.Shape:
+    try:
+        return sweep.parse_shape(text)
+    except sweep.ShapeError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _dtypes(requested: list[str] | None) -> tuple[str, ...]:
     if not requested:
         return sweep.DTYPES
@@ -94,13 +101,14 @@ def cmd_check(args) -> int:
     impls = _select(args.impl)
     devices = _devices(args.device)
     dtypes = _dtypes(args.dtype)
+    shapes = tuple(_shape(s).id for s in args.shape or [])
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
     memory_limit = int(args.memory_limit * 2**30) if args.memory_limit else None
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     progress = sys.stderr.isatty() and not args.quiet
-    plans = [checkrun.CheckPlan(impl, devices, dtypes) for impl in impls]
+    plans = [checkrun.CheckPlan(impl, devices, dtypes, shapes) for impl in impls]
     total = sum(len(p.cases) for p in plans)
     counts = {"done": 0, "failed": 0}
     lock = threading.Lock()
@@ -153,7 +161,8 @@ def cmd_check_worker(args) -> int:
     from . import checkrun
 
     impl = registry.get(args.impl[0])
-    return checkrun.worker_main(impl, args.device or ["cpu"], tuple(args.dtype or sweep.DTYPES), args.start)
+    return checkrun.worker_main(impl, args.device or ["cpu"], tuple(args.dtype or sweep.DTYPES), args.start,
+                                tuple(args.shape or ()))
 
 
 # --- sweep / run ----------------------------------------------------------------------
@@ -194,7 +203,12 @@ def cmd_run(args) -> int:
     root = Path(args.root).resolve()
     if not (root / "asv.conf.json").is_file():
         raise UsageError(f"no asv.conf.json in {root}: run from the linbench checkout or pass --root")
-    code = asvrun.run_sweep(args.sweep, args.asv_args, root=root, resume=args.resume)
+    dtypes = list(_dtypes(args.dtype)) if args.dtype else None
+    if dtypes and not set(dtypes) & set(sweep.SWEEPS[args.sweep].dtypes):
+        raise UsageError(f"the {args.sweep!r} sweep has no {', '.join(dtypes)} cases; "
+                         f"it runs {', '.join(sweep.SWEEPS[args.sweep].dtypes)}")
+    asv_args = args.asv_args[1:] if args.asv_args[:1] == ["--"] else args.asv_args
+    code = asvrun.run_sweep(args.sweep, asv_args, root=root, resume=args.resume, dtypes=dtypes)
     return 0 if code == 0 else (1 if code == 2 else code)
 
 
@@ -260,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", action="append", metavar="cpu|cuda", help="device(s) to check on (default cpu)")
     p.add_argument("--dtype", action="append", metavar="DTYPE",
                    help=f"dtype(s) (default all: {', '.join(sweep.DTYPES)})")
+    p.add_argument("--shape", action="append", metavar="SHAPE",
+                   help="also gate at this shape, e.g. 64x256x256 ('{batch x}in x out'; repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON array of every check")
     p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="time limit per case (default 60)")
     p.add_argument("--memory-limit", type=float, default=None, metavar="GIB",
@@ -280,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", default="default", choices=sweeps,
                    help="quick (< 2 min, pull requests), default (< 10 min here), full (bigger machines)")
     p.add_argument("--resume", action="store_true", help="skip cases HEAD's results already hold")
+    p.add_argument("--dtype", action="append", metavar="DTYPE", help="only these of the sweep's dtypes")
     p.add_argument("--root", default=".", help="the linbench checkout (default .)")
     p.add_argument("asv_args", nargs=argparse.REMAINDER, help="passed to asv run (after --)")
     p.set_defaults(func=cmd_run)
@@ -301,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", action="append")
     p.add_argument("--dtype", action="append")
     p.add_argument("--start", type=int, default=0)
+    p.add_argument("--shape", action="append")
     p.set_defaults(func=cmd_check_worker)
     return parser
 

@@ -131,15 +131,16 @@ class Sweep:
     # A case whose estimated time for one call is above this is skipped with a
     # reason instead of running for minutes: asv takes ~10-20 samples of each.
     max_call_seconds: float
-    # Also measure peak host memory (one more process per case).
-    memory: bool = True
+    # Dtypes whose peak host memory is measured too (one more process per case;
+    # the peak scales with the itemsize, so one dtype tells most of it).
+    memory_dtypes: tuple[str, ...] = ("float32",)
 
 
 SWEEPS = {
-    "quick": Sweep("quick", QUICK_SHAPES, ("float32",), 0.01, memory=False),
+    "quick": Sweep("quick", QUICK_SHAPES, ("float32",), 0.01, memory_dtypes=()),
     # 0.12 s keeps the float32 BERT FFN training step in (~50-100 ms here).
     "default": Sweep("default", DEFAULT_SHAPES, DTYPES, 0.12),
-    "full": Sweep("full", FULL_SHAPES, DTYPES, 2.0),
+    "full": Sweep("full", FULL_SHAPES, DTYPES, 2.0, memory_dtypes=DTYPES),
 }
 
 

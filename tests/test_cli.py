@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,23 @@ def test_python_dash_m_and_console_script_agree():
     direct = subprocess.run([script, "list", "--json"], capture_output=True, text=True)
     assert direct.returncode == 0
     assert json.loads(direct.stdout) == json.loads(run_linbench("list", "--json").stdout)
+
+
+def test_entry_point_plugin(tmp_path):
+    """A package that declares [project.entry-points.linear_impls] is picked up without env vars."""
+    dist = tmp_path / "ep_plugin_pkg-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-plugin-pkg\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[linear_impls]\nep_impl = ep_plugin_mod\n")
+    (tmp_path / "ep_plugin_mod.py").write_text(
+        "import linear_impls\n"
+        "@linear_impls.register('ep_addmm', description='registered through an entry point')\n"
+        "def ep_addmm(weight, bias):\n"
+        "    return lambda x: x @ weight.T if bias is None else x @ weight.T + bias\n")
+    import os
+
+    proc = run_linbench("list", "--json", env_extra={"PYTHONPATH": os.pathsep.join(
+        [str(tmp_path), os.environ.get("PYTHONPATH", ""), str(Path(__file__).resolve().parent.parent)])})
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert "ep_addmm" in rows and "entry point ep_impl" in rows["ep_addmm"]["source"]

@@ -1,0 +1,88 @@
+"""Do two asv runs of the same commit agree?  Prints raw and drift-corrected figures.
+
+Runs the sweep through ``linbench run`` twice on HEAD (or reuses a saved copy of a
+first run's results file with ``--first``), then compares the medians of every
+timed case that takes at least 20 µs.  This shared machine's speed drifts by up
+to ~25% over tens of minutes, moving every case alike, so each run is also
+divided by its overall drift: the median of all cases' run2/run1 ratios.
+
+    .venv/bin/python benchmarks/repeatability.py [--sweep default] [--first saved.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from asv_tools import ROOT, cases  # noqa: E402
+
+TIMED = ("bench_linear.Inference.time_forward", "bench_linear.Training.time_forward_backward")
+
+
+def _head_file() -> Path:
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    files = [p for p in (ROOT / ".asv" / "results").glob(f"*/{commit[:8]}-virtualenv*.json")]
+    if not files:
+        raise SystemExit("no virtualenv results for HEAD: run the sweep first")
+    return max(files, key=lambda p: p.stat().st_mtime)
+
+
+def _run(sweep: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([str(Path(sys.executable).parent / "linbench"), "run", "--sweep", sweep], cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def _medians(data: dict) -> dict[tuple, float]:
+    out = {}
+    for name in TIMED:
+        for combo, v in cases(data, name).items():
+            out[(name, *combo)] = v["median"]
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sweep", default="default")
+    ap.add_argument("--first", type=Path, help="a saved copy of the first run's results file")
+    args = ap.parse_args()
+    if args.first:
+        first = json.loads(args.first.read_text())
+    else:
+        print(f"run 1: {_run(args.sweep):.0f} s", flush=True)
+        saved = Path(tempfile.mkdtemp()) / "run1.json"
+        shutil.copy(_head_file(), saved)
+        first = json.loads(saved.read_text())
+    print(f"run 2: {_run(args.sweep):.0f} s", flush=True)
+    second = json.loads(_head_file().read_text())
+    a, b = _medians(first), _medians(second)
+    common = [k for k in a if k in b and min(a[k], b[k]) >= 20e-6]
+    ratios = {k: b[k] / a[k] for k in common}
+    drift = statistics.median(ratios.values())
+    raw_ok = sum(abs(r - 1) <= 0.10 for r in ratios.values())
+    cor_ok = sum(abs(r / drift - 1) <= 0.10 for r in ratios.values())
+    n = len(common)
+    print(f"cases >= 20 us in both runs: {n}")
+    print(f"overall drift (median run2/run1): {drift:.3f}")
+    print(f"within 10%, raw:             {raw_ok}/{n} = {raw_ok / n:.1%}")
+    print(f"within 10%, drift-corrected: {cor_ok}/{n} = {cor_ok / n:.1%}  (target >= 95%)")
+    worst = sorted(ratios.items(), key=lambda kv: -abs(kv[1] / drift - 1))[:8]
+    print("largest corrected disagreements:")
+    for k, r in worst:
+        kind = k[0].split(".")[1]
+        print(f"  {r / drift:6.3f}  {kind:<9} {' '.join(k[1:])}  ({a[k] * 1e6:.1f} -> {b[k] * 1e6:.1f} us)")
+    return 0 if cor_ok / n >= 0.95 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
