@@ -37,7 +37,9 @@ from linear_impls import bench, sweep  # noqa: E402
 _asv_time.TimeBenchmark._setup_isolates_timed_calls = False
 
 torch.set_num_threads(sweep.thread_count())
-bench.warm_up()
+# Nothing else runs here: any torch op (even a tiny backward) may start a thread,
+# and a forked child inheriting a half-copied thread pool deadlocks (seen here:
+# the child hung in torch.randn).  Each case's process starts clean instead.
 
 IMPLS = linear_impls.names()
 SHAPES = list(sweep.ALL_SHAPES)

@@ -146,20 +146,6 @@ def prepare(impl_name: str, shape_id: str, dtype: str, device: str, mode: str, *
     return PreparedCase(impl_name, shape, dtype, device, mode, step)
 
 
-def warm_up() -> None:
-    """Load autograd's and the CPU kernels' lazy state once, before a forkserver forks.
-
-    The first backward in a process costs ~0.5 s; asv runs every case in a new
-    process forked from one that imported this module, so without this each
-    training case paid it again.  Tiny tensors only: no thread pool is started
-    (the fork would inherit it) and CUDA is never touched.
-    """
-    x = torch.randn(2, 3, requires_grad=True)
-    w = torch.randn(4, 3, requires_grad=True)
-    for dt in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
-        torch.nn.functional.linear(x.to(dt), w.to(dt)).sum().backward()
-
-
 def asv_regex(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> list[str]:
     """``asv run -b`` patterns selecting a sweep's cases, so others do not even start a process.
 
