@@ -28,6 +28,11 @@ import os
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
 import torch  # noqa: E402
+
+# The first backward in a process imports this (and sympy with it): 0.5 s that py-spy
+# showed every forked training case paying.  Importing it here, before the forkserver
+# forks, is pure Python: unlike running any op, it starts no thread.
+import torch.fx.experimental.symbolic_shapes  # noqa: E402, F401
 from asv_runner.benchmarks import time as _asv_time  # noqa: E402
 
 import linear_impls  # noqa: E402
@@ -66,12 +71,12 @@ class _Timed:
     param_names = ["impl", "shape", "dtype", "device"]
     mode = "forward"
     timer = staticmethod(bench.sync_clock)
-    # Two rounds in separate processes, 3-6 samples of >= 10 ms each, after 0.15 s of
+    # Two rounds in separate processes, 3-5 samples of >= 10 ms each, after 0.1 s of
     # warm-up: measured here, the first ~0.1 s of a fresh process ran 10-20% slow
     # (thread pool and caches settling), which a 0.05 s warm-up left in the samples.
     rounds = 2
-    repeat = (3, 6, 1.0)
-    warmup_time = 0.15
+    repeat = (3, 5, 1.0)
+    warmup_time = 0.1
 
     def setup(self, impl, shape, dtype, device):
         # The closure itself, not the case: one attribute lookup less inside the timed
