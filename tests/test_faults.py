@@ -41,6 +41,8 @@ def test_every_good_result_comes_out(faulty_check):
 def test_each_faulty_one_is_reported_with_its_reason(faulty_check, impl):
     rows = [r for r in json.loads(faulty_check.stdout) if r["impl"] == impl]
     assert len(rows) == len(gates.CASES) * len(gates.CHECKS), "a result went missing"
+    if impl == "bad_nan":  # an empty output holds no NaN: those cases rightly pass
+        rows = [r for r in rows if 0 not in r["shape"]]
     assert all(r["status"] == "fail" for r in rows)
     assert FAULTY[impl] in rows[0]["reason"], rows[0]["reason"]
 
