@@ -27,19 +27,19 @@ from asv_tools import ROOT, cases  # noqa: E402
 TIMED = ("bench_linear.Inference.time_forward", "bench_linear.Training.time_forward_backward")
 
 
-def _head_file() -> Path:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+def _results_file(rev: str) -> Path:
+    commit = subprocess.run(["git", "rev-parse", rev], cwd=ROOT, capture_output=True, text=True,
                             check=True).stdout.strip()
     files = [p for p in (ROOT / ".asv" / "results").glob(f"*/{commit[:8]}-virtualenv*.json")]
     if not files:
-        raise SystemExit("no virtualenv results for HEAD: run the sweep first")
+        raise SystemExit(f"no virtualenv results for {rev}: run the sweep first")
     return max(files, key=lambda p: p.stat().st_mtime)
 
 
-def _run(sweep: str) -> float:
+def _run(sweep: str, rev: str) -> float:
     t0 = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).parent / "linbench"), "run", "--sweep", sweep], cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([str(Path(sys.executable).parent / "linbench"), "run", "--sweep", sweep, "--commit", rev],
+                   cwd=ROOT, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
 
@@ -55,16 +55,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", default="default")
     ap.add_argument("--first", type=Path, help="a saved copy of the first run's results file")
+    ap.add_argument("--commit", default="HEAD", help="the commit both runs measure (default HEAD)")
     args = ap.parse_args()
     if args.first:
         first = json.loads(args.first.read_text())
+        if not first["commit_hash"].startswith(
+                subprocess.run(["git", "rev-parse", args.commit], cwd=ROOT, capture_output=True, text=True,
+                               check=True).stdout.strip()):
+            raise SystemExit(f"--first holds commit {first['commit_hash'][:8]}, not {args.commit}")
     else:
-        print(f"run 1: {_run(args.sweep):.0f} s", flush=True)
+        print(f"run 1: {_run(args.sweep, args.commit):.0f} s", flush=True)
         saved = Path(tempfile.mkdtemp()) / "run1.json"
-        shutil.copy(_head_file(), saved)
+        shutil.copy(_results_file(args.commit), saved)
         first = json.loads(saved.read_text())
-    print(f"run 2: {_run(args.sweep):.0f} s", flush=True)
-    second = json.loads(_head_file().read_text())
+    print(f"run 2: {_run(args.sweep, args.commit):.0f} s", flush=True)
+    second = json.loads(_results_file(args.commit).read_text())
+    print(f"commit {second['commit_hash'][:8]}, sweep {args.sweep}")
     a, b = _medians(first), _medians(second)
     common = [k for k in a if k in b and min(a[k], b[k]) >= 20e-6]
     ratios = {k: b[k] / a[k] for k in common}

@@ -21,10 +21,11 @@ from pathlib import Path
 from . import bench, sweep
 
 
-def _git_head(root: Path) -> str:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+def resolve_commit(root: Path, rev: str = "HEAD") -> str:
+    out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=root,
+                         capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError(f"not a git checkout: {root}")
+        raise ValueError(f"{rev!r} is not a commit of the git checkout {root}")
     return out.stdout.strip()
 
 
@@ -57,12 +58,12 @@ def _chunk_patterns(sweep_def: sweep.Sweep, dtype: str, skip: set[str]) -> list[
 
 
 def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, resume: bool = False,
-              dtypes: list[str] | None = None) -> int:
-    """Run the sweep (or some of its dtypes) on HEAD; returns asv's worst exit status."""
+              dtypes: list[str] | None = None, commit: str = "HEAD") -> int:
+    """Run the sweep (or some of its dtypes) on one commit; returns asv's worst exit status."""
     sweep_def = sweep.SWEEPS[sweep_name]
     chosen = [d for d in sweep_def.dtypes if not dtypes or d in dtypes]
     asv = str(Path(sys.executable).parent / "asv")
-    commit = _git_head(root)
+    commit = resolve_commit(root, commit)
     skip = existing_cases(root / ".asv" / "results", commit) if resume else set()
     env = dict(os.environ, LINBENCH_SWEEP=sweep_name)
     worst = 0
@@ -70,7 +71,7 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, resume: bool 
     for i, dtype in enumerate(chosen, 1):
         print(f"linbench: [{i}/{len(chosen)}] {sweep_name} sweep, {dtype}"
               + (f" (resuming: {len(skip)} cases already recorded)" if skip else ""), flush=True)
-        cmd = [asv, "run", "HEAD^!", *asv_args]
+        cmd = [asv, "run", f"{commit}^!", *asv_args]
         for p in _chunk_patterns(sweep_def, dtype, skip):
             cmd += ["-b", p]
         code = subprocess.run(cmd, cwd=root, env=env).returncode

@@ -208,7 +208,12 @@ def cmd_run(args) -> int:
         raise UsageError(f"the {args.sweep!r} sweep has no {', '.join(dtypes)} cases; "
                          f"it runs {', '.join(sweep.SWEEPS[args.sweep].dtypes)}")
     asv_args = args.asv_args[1:] if args.asv_args[:1] == ["--"] else args.asv_args
-    code = asvrun.run_sweep(args.sweep, asv_args, root=root, resume=args.resume, dtypes=dtypes)
+    try:
+        asvrun.resolve_commit(root, args.commit)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    code = asvrun.run_sweep(args.sweep, asv_args, root=root, resume=args.resume, dtypes=dtypes,
+                            commit=args.commit)
     return 0 if code == 0 else (1 if code == 2 else code)
 
 
@@ -297,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quick (< 2 min, pull requests), default (< 10 min here), full (bigger machines)")
     p.add_argument("--resume", action="store_true", help="skip cases HEAD's results already hold")
     p.add_argument("--dtype", action="append", metavar="DTYPE", help="only these of the sweep's dtypes")
+    p.add_argument("--commit", default="HEAD", help="the commit to benchmark (default HEAD)")
     p.add_argument("--root", default=".", help="the linbench checkout (default .)")
     p.add_argument("asv_args", nargs=argparse.REMAINDER, help="passed to asv run (after --)")
     p.set_defaults(func=cmd_run)
