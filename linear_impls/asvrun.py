@@ -71,7 +71,10 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, resume: bool 
     for i, dtype in enumerate(chosen, 1):
         print(f"linbench: [{i}/{len(chosen)}] {sweep_name} sweep, {dtype}"
               + (f" (resuming: {len(skip)} cases already recorded)" if skip else ""), flush=True)
-        cmd = [asv, "run", f"{commit}^!", *asv_args]
+        # Interleaved rounds: round 2 of every case runs after round 1 of all of them,
+        # so a burst from a neighbour on this shared machine hits one round of a case,
+        # not both.
+        cmd = [asv, "run", f"{commit}^!", "--interleave-rounds", *asv_args]
         for p in _chunk_patterns(sweep_def, dtype, skip):
             cmd += ["-b", p]
         code = subprocess.run(cmd, cwd=root, env=env).returncode
