@@ -267,55 +267,71 @@ def _exception_reason(exc: BaseException) -> str:
     return f"raised {type(exc).__name__}: {msg}{where}"
 
 
+@dataclass
+class _Subject:
+    """One implementation built on a gate case's parameters, with what its checks compare to."""
+
+    case: GateCase
+    dtype: str
+    device: str
+    inputs: _Inputs
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    forward: object
+    before: list[tuple[str, torch.Tensor, torch.Tensor]]  # (name, parameter, its copy)
+
+    @classmethod
+    def build(cls, impl: Impl, case: GateCase, dtype: str, device: str, n_inputs: int, requires_grad: bool):
+        inputs = _make_inputs(case, dtype, n_inputs)
+        weight, bias = _prepare(case, dtype, device, inputs, requires_grad=requires_grad)
+        before = [("weight", weight, weight.detach().clone())]
+        if bias is not None:
+            before.append(("bias", bias, bias.detach().clone()))
+        return cls(case, dtype, device, inputs, weight, bias, impl.build(weight, bias), before)
+
+    def check_output(self, i: int, y: object) -> float:
+        """Shape, dtype, device and values of the output for input #i; the worst error ratio."""
+        td = dtype_of(self.dtype)
+        what = f"output for input #{i + 1}"
+        _expect_tensor(what, y, (*self.case.batch, self.case.out_features), td, self.device)
+        x64, w64, b64 = self.inputs.x64[i], self.inputs.w64, self.inputs.b64
+        tol = tolerance(x64.abs() @ w64.abs().T, 0.0 if b64 is None else b64.abs(), self.case.in_features,
+                        self.dtype)
+        return _compare(what, y, _forward_reference(x64, w64, b64), tol)
+
+    def check_parameters_unchanged(self) -> None:
+        for name, tensor, copy in self.before:
+            _unchanged(name, tensor, copy)
+
+
 def _check_forward(impl: Impl, case: GateCase, dtype: str, device: str, n_inputs: int) -> float:
-    td = dtype_of(dtype)
-    inputs = _make_inputs(case, dtype, n_inputs)
-    weight, bias = _prepare(case, dtype, device, inputs, requires_grad=False)
-    w_before, b_before = weight.detach().clone(), None if bias is None else bias.detach().clone()
-    forward = impl.build(weight, bias)
-    out_shape = (*case.batch, case.out_features)
-    abs_w = inputs.w64.abs()
-    abs_b = 0.0 if inputs.b64 is None else inputs.b64.abs()
+    s = _Subject.build(impl, case, dtype, device, n_inputs, requires_grad=False)
     worst = 0.0
     # Several different inputs through the same forward: catches cached outputs.
-    for i, x64 in enumerate(inputs.x64):
-        x = _layout(x64.to(device, td).clone(), case.layout)
+    for i, x64 in enumerate(s.inputs.x64):
+        x = _layout(x64.to(device, dtype_of(dtype)).clone(), case.layout)
         x_before = x.clone()
         with torch.no_grad():
-            y = forward(x)
-        what = f"output for input #{i + 1}"
-        _expect_tensor(what, y, out_shape, td, device)
-        ref = _forward_reference(x64, inputs.w64, inputs.b64)
-        tol = tolerance(x64.abs() @ abs_w.T, abs_b, case.in_features, dtype)
-        worst = max(worst, _compare(what, y, ref, tol))
+            y = s.forward(x)
+        worst = max(worst, s.check_output(i, y))
         _unchanged(f"input x (call #{i + 1})", x, x_before)
-    _unchanged("weight", weight, w_before)
-    if bias is not None:
-        _unchanged("bias", bias, b_before)
+    s.check_parameters_unchanged()
     return worst
 
 
 def _check_backward(impl: Impl, case: GateCase, dtype: str, device: str, n_inputs: int) -> float:
     td = dtype_of(dtype)
-    inputs = _make_inputs(case, dtype, n_inputs)
-    weight, bias = _prepare(case, dtype, device, inputs, requires_grad=True)
-    w_before, b_before = weight.detach().clone(), None if bias is None else bias.detach().clone()
-    forward = impl.build(weight, bias)
-    out_shape = (*case.batch, case.out_features)
-    abs_w = inputs.w64.abs()
-    abs_b = 0.0 if inputs.b64 is None else inputs.b64.abs()
+    s = _Subject.build(impl, case, dtype, device, n_inputs, requires_grad=True)
+    abs_w = s.inputs.w64.abs()
     worst = 0.0
-    for i, (x64, gy64) in enumerate(zip(inputs.x64, inputs.gy64, strict=True)):
+    for i, (x64, gy64) in enumerate(zip(s.inputs.x64, s.inputs.gy64, strict=True)):
         x = _layout(x64.to(device, td).clone(), case.layout).requires_grad_(True)
         x_before = x.detach().clone()
-        y = forward(x)
-        _expect_tensor(f"output for input #{i + 1}", y, out_shape, td, device)
-        ref_y = _forward_reference(x64, inputs.w64, inputs.b64)
-        worst = max(worst, _compare(f"output for input #{i + 1}", y, ref_y,
-                                    tolerance(x64.abs() @ abs_w.T, abs_b, case.in_features, dtype)))
+        y = s.forward(x)
+        worst = max(worst, s.check_output(i, y))
         if not y.requires_grad:
             raise GateFailure("output does not require grad: the graph to x, weight and bias is cut")
-        targets = [x, weight] + ([bias] if bias is not None else [])
+        targets = [x, s.weight] + ([s.bias] if s.bias is not None else [])
         grads = torch.autograd.grad(y, targets, grad_outputs=gy64.to(device, td).clone(), allow_unused=True)
         names = ["grad of x", "grad of weight", "grad of bias"]
         for name, g in zip(names, grads, strict=False):  # no bias: two grads
@@ -326,19 +342,17 @@ def _check_backward(impl: Impl, case: GateCase, dtype: str, device: str, n_input
         gy2 = gy64.reshape(-1, case.out_features)
         # Reference gradients of y = x Wᵀ + b, each with the length of its own sum.
         checks = [
-            ("grad of x", grads[0], gy64 @ inputs.w64, gy64.abs() @ abs_w, case.out_features, x.shape),
-            ("grad of weight", grads[1], gy2.T @ x2, gy2.abs().T @ x2.abs(), case.rows, weight.shape),
+            ("grad of x", grads[0], gy64 @ s.inputs.w64, gy64.abs() @ abs_w, case.out_features, x.shape),
+            ("grad of weight", grads[1], gy2.T @ x2, gy2.abs().T @ x2.abs(), case.rows, s.weight.shape),
         ]
-        if bias is not None:
-            checks.append(("grad of bias", grads[2], gy2.sum(0), gy2.abs().sum(0), case.rows, bias.shape))
+        if s.bias is not None:
+            checks.append(("grad of bias", grads[2], gy2.sum(0), gy2.abs().sum(0), case.rows, s.bias.shape))
         for name, g, ref, abs_terms, k, shape in checks:
             what = f"{name} for input #{i + 1}"
             _expect_tensor(what, g, tuple(shape), td, device)
             worst = max(worst, _compare(what, g, ref, tolerance(abs_terms, 0.0, k, dtype)))
         _unchanged(f"input x (call #{i + 1})", x, x_before)
-    _unchanged("weight", weight, w_before)
-    if bias is not None:
-        _unchanged("bias", bias, b_before)
+    s.check_parameters_unchanged()
     return worst
 
 

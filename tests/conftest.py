@@ -94,17 +94,26 @@ def asv_run(tmp_path_factory):
         rf"^bench_linear\.(?:Inference|Training)\.\w+\('(?:{impls})', '(?:{shapes})', 'float32', 'cpu'\)$",
         # The hanging one costs a timeout per round: one case is enough.
         r"^bench_linear\.Inference\.\w+\('faulty_hang', '3x2x3', 'float32', 'cpu'\)$",
+        rf"^bench_linear\.Inference\.\w+\('(?:{'|'.join(ASV_MORE_FAULTY)})', '3x2x3', 'float32', 'cpu'\)$",
         r"^bench_linear\.Environment\.",
     ]
     args = ["run", "-E", f"existing:{sys.executable}", "--set-commit-hash", head, "--machine", "linbench-test",
             "--record-samples", "--show-stderr", "-a", f"timeout={ASV_TIMEOUT}"]
     for p in patterns:
         args += ["-b", p]
-    proc = run_asv(config, *args, plugins="asv_faulty_plugin")
+    proc = run_asv(config, *args, plugins="asv_faulty_plugin,check_faulty_plugin")
     return tmp / "results", proc
 
 
 ASV_TIMEOUT = 8
+# More faults from check_faulty_plugin, and what asv's log must say about each.
+ASV_MORE_FAULTY = {
+    "bad_raises": "raised RuntimeError: kernel not implemented",
+    "bad_nan": "non-finite",
+    "bad_shape": "has shape",
+    "bad_oom": "out of memory",
+    "bad_segfault": "exit status -11",
+}
 
 
 @pytest.fixture(scope="session")

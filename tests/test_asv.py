@@ -15,7 +15,7 @@ import pytest
 
 from linear_impls import bench, sweep
 
-from .conftest import ASV_FAULTY, ASV_GOOD, ASV_SHAPES, ASV_TIMEOUT, asv_config, run_asv
+from .conftest import ASV_FAULTY, ASV_GOOD, ASV_MORE_FAULTY, ASV_SHAPES, ASV_TIMEOUT, asv_config, run_asv
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +58,14 @@ def test_short_run_records_good_cases_and_fails_faulty_ones(asv_run):
     assert values[("bench_linear.Inference.time_forward", "f_linear", "3x2x3", "float32", "cuda")] != \
         values[("bench_linear.Inference.time_forward", "f_linear", "3x2x3", "float32", "cuda")]
     assert values[("bench_linear.Environment.track_threads",)] == 2  # pinned by $LINBENCH_THREADS, recorded
+
+
+@pytest.mark.parametrize("impl", sorted(ASV_MORE_FAULTY))
+def test_each_fault_fails_its_case_with_the_reason_in_the_log(asv_run, impl):
+    asv_results_dir, proc = asv_run
+    _data, values = _results(asv_results_dir)
+    assert values[("bench_linear.Inference.time_forward", impl, "3x2x3", "float32", "cpu")] is None
+    assert ASV_MORE_FAULTY[impl] in proc.stdout + proc.stderr
 
 
 def test_many_calls_per_sample(asv_results_dir):
