@@ -57,6 +57,9 @@ def main() -> int:
     ap.add_argument("--first", type=Path, help="a saved copy of the first run's results file")
     ap.add_argument("--commit", default="HEAD", help="the commit both runs measure (default HEAD)")
     args = ap.parse_args()
+    # A hash, not "HEAD": commits made while the runs go on must not change what the second measures.
+    args.commit = subprocess.run(["git", "rev-parse", args.commit], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout.strip()
     if args.first:
         first = json.loads(args.first.read_text())
         if not first["commit_hash"].startswith(
