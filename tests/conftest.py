@@ -102,6 +102,14 @@ def asv_run(tmp_path_factory):
     for p in patterns:
         args += ["-b", p]
     proc = run_asv(config, *args, plugins="asv_faulty_plugin,check_faulty_plugin")
+    # asv prints one exit status per benchmark (the last failing case's), so the
+    # segfault gets a run of its own to show that its signal reaches the log.
+    segv_dir = tmp / "segv"
+    segv_dir.mkdir()
+    segv = run_asv(asv_config(segv_dir), *args[:-len(patterns) * 2], "-b",
+                   r"^bench_linear\.Inference\.\w+\('bad_segfault', '3x2x3', 'float32', 'cpu'\)$",
+                   plugins="check_faulty_plugin")
+    proc.stdout += segv.stdout
     return tmp / "results", proc
 
 
