@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -38,16 +37,11 @@ def head_results() -> dict:
 
 def cases(results: dict, benchmark: str) -> dict[tuple, dict]:
     """{params tuple: {"median": s, "samples": [...]}} for one benchmark, skipping n/a and failures."""
-    entry = results["results"].get(benchmark)
-    if entry is None:
-        return {}
-    cols = results["result_columns"]
-    row = dict(zip(cols, entry, strict=False))
-    params = [[json.loads(v.replace("'", '"')) for v in axis] for axis in row["params"]]
+    from linear_impls.asvrun import iter_results
+
     out = {}
-    samples = row.get("samples") or [None] * len(row["result"])
-    for combo, value, smp in zip(itertools.product(*params), row["result"], samples, strict=False):
-        if value is None or value != value:
+    for name, combo, value, smp in iter_results(results):
+        if name != benchmark or value is None or value != value:
             continue
-        out[combo] = {"median": value, "samples": smp or []}
+        out[tuple(json.loads(v.replace("'", '"')) for v in combo)] = {"median": value, "samples": smp or []}
     return out

@@ -35,15 +35,24 @@ def existing_cases(results_dir: Path, commit: str) -> set[str]:
     for path in results_dir.glob(f"*/{commit[:8]}-*.json"):
         try:
             data = json.loads(path.read_text())
-            cols = data["result_columns"]
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError):
             continue
-        for name, entry in data.get("results", {}).items():
-            row = dict(zip(cols, entry, strict=False))
-            for combo, value in zip(itertools.product(*row["params"]), row["result"], strict=False):
-                if value is None or value == value:  # failed or measured; NaN means not run
-                    done.add(f"{name}({', '.join(combo)})")
+        if not isinstance(data, dict) or "result_columns" not in data:
+            continue  # not an asv results file
+        for name, combo, value, _samples in iter_results(data):
+            if value is None or value == value:  # failed or measured; NaN means not run
+                done.add(f"{name}({', '.join(combo)})")
     return done
+
+
+def iter_results(data: dict):
+    """(benchmark, params as asv's repr strings, value, samples) for every case of a results file."""
+    cols = data["result_columns"]
+    for name, entry in data.get("results", {}).items():
+        row = dict(zip(cols, entry, strict=False))
+        samples = row.get("samples") or [None] * len(row["result"])
+        yield from ((name, combo, value, smp) for combo, value, smp in
+                    zip(itertools.product(*row["params"]), row["result"], samples, strict=False))
 
 
 def _chunk_patterns(sweep_def: sweep.Sweep, dtype: str, skip: set[str]) -> list[str]:
