@@ -113,6 +113,91 @@ class Training(_Timed):
         self.step()
 
 
+class RelativeToTorch:
+    """Time per call over torch's own ``F.linear`` on inputs of the same shape, dtype and mode.
+
+    The metric of ``linbench gate``.  This shared machine has episodes in which
+    everything runs 1.5-2x slower for 0.1-1 s: in one process, addmm at 1x8x8 went
+    9.3 -> 20 us and back within a second, while its time over F.linear's, measured
+    in alternating blocks of calls, stayed within 1.60-1.77.  Absolute times of two
+    commits agree only when the episodes happen to miss both; a ratio measured block
+    by block cancels them.  The reference is built here from torch alone, never from
+    the registry, so a change to any implementation (f_linear too) shows.
+
+    Each round returns its block ratios as samples, in the form asv's runner uses for
+    timings (``{"samples", "number"}``), so asv keeps every block's ratio across
+    rounds (``--record-samples``) and records their median.  Off (n/a) unless
+    ``$LINBENCH_RELATIVE`` is set, as ``linbench gate`` does, so plain ``asv run``
+    does not pay for it.
+    """
+
+    params = [IMPLS, SHAPES, DTYPES, DEVICES, MODES]
+    param_names = ["impl", "shape", "dtype", "device", "mode"]
+    block_seconds = 2e-3  # per block of calls: well inside one episode
+    measure_seconds = 0.3  # per round, after warm-up
+
+    def setup(self, impl, shape, dtype, device, mode):
+        if not os.environ.get("LINBENCH_RELATIVE"):
+            raise NotImplementedError("measured by linbench gate only (set LINBENCH_RELATIVE=1)")
+        self.step = _prepare(impl, shape, dtype, device, mode).step
+        self.reference = _torch_linear_step(shape, dtype, device, mode)
+
+    def track_ratio(self, impl, shape, dtype, device, mode):
+        step, ref = self.step, self.reference
+        clock = bench.sync_clock
+
+        def block(fn, n):
+            t0 = clock()
+            for _ in range(n):
+                fn()
+            return clock() - t0
+
+        # Calls per block: enough that the slower of the two fills block_seconds.
+        n, t0 = 0, clock()
+        while clock() - t0 < 0.05:  # warm-up, and a first estimate of the per-call time
+            step()
+            ref()
+            n += 1
+        n = max(1, int(self.block_seconds / ((clock() - t0) / n)))
+        ratios = []
+        t_end = clock() + self.measure_seconds
+        while clock() < t_end or len(ratios) < 5:
+            # Alternate which goes first, so neither always finds the caches as the other left them.
+            if len(ratios) % 2:
+                r = block(ref, n)
+                s = block(step, n)
+            else:
+                s = block(step, n)
+                r = block(ref, n)
+            ratios.append(s / r)
+        return {"samples": ratios, "number": 1}
+
+    track_ratio.unit = "ratio"
+
+
+def _torch_linear_step(shape_id, dtype, device, mode):
+    """``F.linear`` on fresh inputs shaped like the case's, doing the case's work (forward, or a training step)."""
+    shape = sweep.parse_shape(shape_id)
+    td = sweep.dtype_of(dtype)
+    training = mode == "forward_backward"
+    gen = torch.Generator().manual_seed(1)
+
+    def rand(*size):
+        return torch.randn(size, generator=gen).to(device=device, dtype=td).requires_grad_(training)
+
+    x, w, b = rand(*shape.input_shape), rand(shape.out_features, shape.in_features), rand(shape.out_features)
+    linear = torch.nn.functional.linear
+    if not training:
+        return lambda: linear(x, w, b)
+    gy = torch.randn(*shape.batch, shape.out_features, generator=gen).to(device=device, dtype=td)
+
+    def step():
+        x.grad = w.grad = b.grad = None
+        linear(x, w, b).backward(gy)
+
+    return step
+
+
 class HostMemory:
     """Peak resident memory of a process running one call on the CPU."""
 
