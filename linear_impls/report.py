@@ -14,9 +14,14 @@ machine, commit, benchmark and parameter combination) and renders:
 4. the latest commit against the previous one: cases slower or faster beyond noise;
 5. the environment: machine, CPU, torch, threads, commit, date.
 
+Given pytest-benchmark JSON (``benchmarks/quick_gate`` saved with ``--benchmark-save``
+or ``--benchmark-json``), a section before the environment shows each run's tables
+(median, IQR, rounds, GFLOP/s, speedup) and the latest run against the previous one;
+with such runs the page builds without asv results too.
+
 No network, no JavaScript, no external CSS: the page opens from ``file://``.  Every
-string that comes from results files, machine.json, plugins or the gates file is
-HTML-escaped.
+string that comes from results files, machine.json, pytest-benchmark files, plugins or
+the gates file is HTML-escaped.
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ class ReportSummary:
     n_missing: int = 0  # default-sweep timed cases not measured in the latest commit
     n_machines: int = 0
     n_commits: int = 0
+    n_pytest_runs: int = 0  # pytest-benchmark files read
+    n_pytest_cases: int = 0  # linbench benchmarks in them, all runs
     warnings: list[str] = field(default_factory=list)
 
 
@@ -195,12 +202,16 @@ class _Data:
     warnings: list[str]
 
 
-def load_results(results_dir: Path) -> _Data:
-    """Every usable results file under ``results_dir`` as one long DataFrame."""
+def load_results(results_dir: Path, *, allow_empty: bool = False) -> _Data:
+    """Every usable results file under ``results_dir`` as one long DataFrame.
+
+    With ``allow_empty`` (other input is given), a missing folder or one without
+    usable results gives no rows instead of ReportError.
+    """
     results_dir = Path(results_dir)
-    if not results_dir.exists():
+    if not results_dir.exists() and not allow_empty:
         raise ReportError(f"results directory {results_dir} does not exist (run `asv run` first)")
-    if not results_dir.is_dir():
+    if results_dir.exists() and not results_dir.is_dir():
         raise ReportError(f"results path {results_dir} is not a directory")
     warnings: list[str] = []
     meta = _benchmark_meta(results_dir, warnings)
@@ -274,13 +285,16 @@ def load_results(results_dir: Path) -> _Data:
             frames.append(frame)
     if ignored:
         warnings.append(f"ignored benchmarks without impl/shape parameters: {', '.join(sorted(ignored))}")
-    if not files:
+    if not files and not allow_empty:
         if paths:
             raise ReportError(f"no usable asv results in {results_dir}: all {len(paths)} results files "
                               f"were skipped ({warnings[-1] if warnings else 'unreadable'})")
         raise ReportError(f"no asv results in {results_dir}: expected <machine>/<commit>-<env>.json files "
                           "(run `asv run` first)")
-    file_frame = pd.DataFrame(files)
+    file_frame = pd.DataFrame(files) if files else pd.DataFrame({
+        "file": pd.Series(dtype=int), "date": pd.Series(dtype=float),
+        **{c: pd.Series(dtype=object) for c in ("path", "machine", "env", "commit", "params", "requirements",
+                                                "env_vars", "python")}})
     if frames:
         frame = pd.concat(frames, ignore_index=True)
     else:
@@ -909,8 +923,13 @@ def _section_env(data: _Data, latest: pd.DataFrame, impls: list[str]) -> str:
             f"<td><code>{e(f['commit'])}</code></td><td>{e(fmt_date(f['date']))}</td>"
             f"<td>{int(n_commits.get((f['machine'], f['env']), 0))}</td></tr>")
     rows.append("</table>")
-    rows.append("<h3>Implementations</h3><table><tr><th>name</th><th>expression</th><th>description</th>"
-                "<th>source</th></tr>")
+    rows.append(_section_impls(impls))
+    return "\n".join(rows)
+
+
+def _section_impls(impls: list[str]) -> str:
+    rows = ["<h3>Implementations</h3><table><tr><th>name</th><th>expression</th><th>description</th>"
+            "<th>source</th></tr>"]
     registered = set(registry.names())
     for impl in _impl_order(impls):
         if impl in registered:
@@ -924,42 +943,311 @@ def _section_env(data: _Data, latest: pd.DataFrame, impls: list[str]) -> str:
     return "\n".join(rows)
 
 
+# --- pytest-benchmark runs -----------------------------------------------------------------
+
+# extra_info keys that make a pytest-benchmark entry one of linbench's (benchmarks/quick_gate).
+PB_KEYS = ("impl", "shape", "dtype", "mode")
+PB_CASE = ["impl", "shape", "dtype", "device", "mode"]
+PB_HINT = "write one with `pytest benchmarks/quick_gate --benchmark-save=NAME` or `--benchmark-json=FILE`"
+
+
+def _pb_files(path: Path) -> list[tuple[Path, str]]:
+    """The JSON files a ``--pytest-benchmark`` PATH names, each with the name it is shown under."""
+    if not path.exists():
+        raise ReportError(f"pytest-benchmark path {path} does not exist ({PB_HINT})")
+    if not path.is_dir():
+        return [(path, str(path))]
+    found = sorted(p for p in path.rglob("*.json") if p.is_file())
+    if not found:
+        raise ReportError(f"no pytest-benchmark JSON files (*.json) under {path} ({PB_HINT})")
+    return [(p, str(p.relative_to(path))) for p in found]
+
+
+def _finite(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return float("nan")
+    return float(value)
+
+
+def _iso_ms(value: object) -> float:
+    """pytest-benchmark's ISO datetime as milliseconds since the epoch (what fmt_date takes)."""
+    try:
+        when = _dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return float("nan")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return when.timestamp() * 1000
+
+
+def _pb_flops(extra: dict, shape: str, mode: str) -> float:
+    flops = _finite(extra.get("flops"))
+    if math.isfinite(flops) and flops > 0:
+        return flops
+    try:
+        return float(sweep.parse_shape(shape).flops(mode))
+    except (sweep.ShapeError, KeyError):
+        return float("nan")
+
+
+def _load_pb_run(path: Path, name: str, run_id: int, warnings: list[str]) -> tuple[dict, list[dict]]:
+    """One pytest-benchmark JSON file: its run metadata and one row per linbench benchmark."""
+    try:
+        data = _load_json(path)
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"pytest-benchmark file {path} is not valid JSON ({type(exc).__name__}: {exc})") \
+            from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise ReportError(f"{path} is not pytest-benchmark JSON (no \"benchmarks\" list); {PB_HINT}")
+    commit = data.get("commit_info") if isinstance(data.get("commit_info"), dict) else {}
+    machine = data.get("machine_info") if isinstance(data.get("machine_info"), dict) else {}
+    cpu = machine.get("cpu")
+    if isinstance(cpu, dict):
+        cpu = cpu.get("brand_raw") or cpu.get("brand") or cpu.get("arch") or ""
+    rows: list[dict] = []
+    foreign: list[str] = []
+    for bench in data["benchmarks"]:
+        bench = bench if isinstance(bench, dict) else {}
+        extra = bench.get("extra_info") if isinstance(bench.get("extra_info"), dict) else {}
+        stats = bench.get("stats") if isinstance(bench.get("stats"), dict) else {}
+        median = _finite(stats.get("median"))
+        if not all(isinstance(extra.get(k), str) and extra[k] for k in PB_KEYS) or not median > 0:
+            foreign.append(str(bench.get("name", "?")))
+            continue
+        q1, q3 = _finite(stats.get("q1")), _finite(stats.get("q3"))
+        iqr = _finite(stats.get("iqr"))
+        rows.append({
+            "run": run_id, "impl": extra["impl"], "shape": extra["shape"], "dtype": extra["dtype"],
+            "device": str(extra.get("device") or ""), "mode": extra["mode"], "median": median,
+            "iqr": iqr if math.isfinite(iqr) else q3 - q1, "rounds": _finite(stats.get("rounds")),
+            "flops": _pb_flops(extra, extra["shape"], extra["mode"]),
+            "torch": str(extra.get("torch", "")), "threads": str(extra.get("threads", "")),
+        })
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        warnings.append(f"{name}: {len(foreign)} of {len(data['benchmarks'])} benchmarks skipped, without "
+                        f"linbench's extra_info ({', '.join(PB_KEYS)}) or a median: {shown}")
+    elif not rows:
+        warnings.append(f"{name}: no benchmarks recorded")
+    run = {
+        "run": run_id, "name": name, "date": _iso_ms(data.get("datetime")),
+        "commit": str(commit.get("id") or "unknown"), "dirty": commit.get("dirty") is True,
+        "branch": str(commit.get("branch") or ""), "node": str(machine.get("node") or ""),
+        "cpu": str(cpu or machine.get("processor") or ""),
+        "torch": ", ".join(sorted({r["torch"] for r in rows if r["torch"]})) or "unknown",
+        "threads": ", ".join(sorted({r["threads"] for r in rows if r["threads"]}, key=lambda t: (len(t), t)))
+        or "unknown",
+    }
+    return run, rows
+
+
+@dataclass
+class _PbData:
+    runs: pd.DataFrame  # one row per file, oldest first
+    frame: pd.DataFrame  # one row per file and linbench benchmark
+
+
+def load_pytest_benchmark(paths: Iterable[Path], warnings: list[str]) -> _PbData | None:
+    """Every pytest-benchmark file ``paths`` name, or None when none is given.
+
+    Raises ReportError for a missing path, a folder without JSON, or a file that is
+    not pytest-benchmark JSON; entries without linbench's extra_info are skipped.
+    """
+    files: dict[Path, str] = {}
+    for path in paths:
+        for file, name in _pb_files(Path(path)):
+            files.setdefault(file.resolve(), name)  # a file named twice (folder and file) is one run
+    if not files:
+        return None
+    runs, rows = [], []
+    for run_id, (file, name) in enumerate(files.items()):
+        run, found = _load_pb_run(file, name, run_id, warnings)
+        runs.append(run)
+        rows.extend(found)
+    run_frame = pd.DataFrame(runs).sort_values(["date", "name"], na_position="first").reset_index(drop=True)
+    columns = ["run", "impl", "shape", "dtype", "device", "mode", "median", "iqr", "rounds", "flops", "torch",
+               "threads"]
+    frame = pd.DataFrame(rows, columns=columns)
+    # A case parametrized twice in one run keeps its last measurement, as pytest-benchmark lists it.
+    frame = frame.drop_duplicates(["run", *PB_CASE], keep="last").reset_index(drop=True)
+    return _PbData(run_frame, frame)
+
+
+
+def _pb_rates(frame: pd.DataFrame) -> pd.DataFrame:
+    t = frame.copy()
+    t["gflops"] = t["flops"] / t["median"] / 1e9
+    group = ["run", "shape", "dtype", "device", "mode"]
+    base = t.loc[t["impl"] == BASELINE, group + ["median"]].rename(columns={"median": "base"})
+    t = t.merge(base, on=group, how="left")
+    t["speedup"] = t["base"] / t["median"]
+    t["best"] = t["median"] == t.groupby(group)["median"].transform("min")
+    t["noisy"] = t["iqr"] / t["median"] > NOISY_IQR
+    return t
+
+
+def _pb_run_line(run: pd.Series) -> str:
+    dirty = " (dirty)" if run["dirty"] else ""
+    return f"<code>{e(run['commit'][:12])}</code>{dirty} ({e(fmt_date(run['date']))})"
+
+
+def _section_pytest(pb: _PbData, ids: _Ids) -> tuple[str, list[tuple[str, str]]]:
+    out = ["<p>Runs of <code>pytest benchmarks/quick_gate</code> (pytest-benchmark, CPU), oldest first. Times "
+           "are medians per call; IQR is the interquartile range of the rounds, marked noisy ~ above "
+           f"{NOISY_IQR:.0%} of the median; speedup is against <code>{BASELINE}</code> in the same run.</p>"]
+    toc: list[tuple[str, str]] = []
+    rates = _pb_rates(pb.frame)
+    counts = rates.groupby("run").size()
+    heads = {run: ids("pb") for run in pb.runs["run"]}
+    rows = ["<table><tr><th>run</th><th>date</th><th>commit</th><th>branch</th><th>machine</th><th>CPU</th>"
+            "<th>torch</th><th>threads</th><th>cases</th></tr>"]
+    for _, run in pb.runs.iterrows():
+        rows.append(f"<tr><th><a href=\"#{e(heads[run['run']])}\">{e(run['name'])}</a></th>"
+                    f"<td>{e(fmt_date(run['date']))}</td><td><code>{e(run['commit'][:12])}</code>"
+                    f"{' (dirty)' if run['dirty'] else ''}</td><td>{e(run['branch'])}</td><td>{e(run['node'])}</td>"
+                    f"<td>{e(run['cpu'])}</td><td>{e(run['torch'])}</td><td>{e(run['threads'])}</td>"
+                    f"<td class='cell'>{int(counts.get(run['run'], 0))}</td></tr>")
+    rows.append("</table>")
+    out.append("\n".join(rows))
+    measured = pb.runs[pb.runs["run"].isin(counts.index)]
+    compare_id = ids("pb-compare")
+    toc.append((compare_id, "latest run against the previous one"))
+    out.append(f'<h3 id="{e(compare_id)}">Latest run against the previous one</h3>')
+    if len(measured) < 2:
+        out.append("<p>Fewer than two runs with linbench benchmarks: nothing to compare yet.</p>")
+    else:
+        out.append(_pb_compare(rates, measured.iloc[-2], measured.iloc[-1]))
+    for _, run in pb.runs.iloc[::-1].iterrows():
+        toc.append((heads[run["run"]], run["name"]))
+        out.append(f'<h3 id="{e(heads[run["run"]])}">{e(run["name"])}</h3>')
+        out.append(f"<p>{_pb_run_line(run)}; machine {e(run['node'] or 'unknown')}, torch {e(run['torch'])}, "
+                   f"{e(run['threads'])} threads</p>")
+        sub = rates[rates["run"] == run["run"]]
+        if sub.empty:
+            out.append("<p>No linbench benchmark in this run.</p>")
+            continue
+        out.append(_pb_tables(sub))
+    return "\n".join(out), toc
+
+
+def _pb_tables(sub: pd.DataFrame) -> str:
+    out = []
+    groups = sub[["device", "dtype", "mode", "shape"]].drop_duplicates()
+    keys = sorted(groups.itertuples(index=False, name=None), key=lambda g: (
+        _order(groups["device"], sweep.DEVICES).index(g[0]), _order(groups["dtype"], sweep.DTYPES).index(g[1]),
+        _order(groups["mode"], sweep.MODES).index(g[2]), _order(groups["shape"], sweep.ALL_SHAPES).index(g[3])))
+    for device, dtype, mode, shape in keys:
+        grp = sub[(sub["device"] == device) & (sub["dtype"] == dtype) & (sub["mode"] == mode)
+                  & (sub["shape"] == shape)].set_index("impl")
+        out.append(f"<h4>{e(shape)} · {e(dtype)} · {e(mode)} <small>({e(device or 'device unknown')})</small></h4>")
+        out.append("<table class='perf'><tr><th>implementation</th><th>median</th><th>IQR</th><th>rounds</th>"
+                   f"<th>GFLOP/s</th><th>speedup vs {e(BASELINE)}</th></tr>")
+        for impl in _impl_order(grp.index):
+            r = grp.loc[impl]
+            classes = ["cell"] + (["best"] if r["best"] else []) + (["noisy"] if r["noisy"] else [])
+            rounds = str(int(r["rounds"])) if math.isfinite(r["rounds"]) else "–"
+            speed = f"{r['speedup']:.2f}×" if math.isfinite(r["speedup"]) else "–"
+            out.append(f"<tr><th>{e(impl)}</th><td class=\"{' '.join(classes)}\"><span class=\"t\">"
+                       f"{e(fmt_time(r['median']))}</span></td><td class='cell'>{e(fmt_time(r['iqr']))}</td>"
+                       f"<td class='cell'>{rounds}</td><td class='cell'>{e(fmt_gflops(r['gflops']))}</td>"
+                       f"<td class='cell'>{e(speed)}</td></tr>")
+        out.append("</table>")
+    return "\n".join(out)
+
+
+def _pb_compare(rates: pd.DataFrame, old: pd.Series, new: pd.Series) -> str:
+    cols = [*PB_CASE, "median", "noisy"]
+    m = rates.loc[rates["run"] == new["run"], cols].merge(rates.loc[rates["run"] == old["run"], cols],
+                                                          on=PB_CASE, suffixes=("", "_old"))
+    m["ratio"] = m["median"] / m["median_old"]
+    m["change"] = np.where(m["ratio"] > SLOWER_RATIO, "slower", np.where(m["ratio"] < FASTER_RATIO, "faster", ""))
+    n_new = int((rates["run"] == new["run"]).sum())
+    n_old = int((rates["run"] == old["run"]).sum())
+    out = [f"<p>{e(old['name'])} {_pb_run_line(old)} → {e(new['name'])} {_pb_run_line(new)}: {len(m)} cases in "
+           f"both, new/old of the medians; <span class='bad'>slower</span> above {SLOWER_RATIO:.2f}, faster below "
+           f"{FASTER_RATIO:.2f} (pytest-benchmark records no confidence interval: check noisy ~ cases with "
+           "another run).</p>"]
+    if n_new > len(m) or n_old > len(m):
+        out.append(f"<p class='warn'>{n_new - len(m)} cases only in the latest run, {n_old - len(m)} only in the "
+                   "previous one.</p>")
+    if old["node"] != new["node"] or old["cpu"] != new["cpu"]:
+        out.append(f"<p class='warn'>The runs come from different machines ({e(old['node'])}, {e(new['node'])}): "
+                   "the ratios compare machines too.</p>")
+    n_slower = int((m["change"] == "slower").sum())
+    out.append(f"<p class='{'bad' if n_slower else 'ok'}'>{n_slower} of {len(m)} cases slower than "
+               f"{SLOWER_RATIO:.2f}×.</p>")
+    if m.empty:
+        return "\n".join(out)
+    m = m.sort_values(["ratio", "impl", "shape"], ascending=[False, True, True])
+    out.append("<table><tr><th>change</th><th>implementation</th><th>shape</th><th>dtype</th><th>device / mode</th>"
+               "<th>previous</th><th>latest</th><th>latest/previous</th></tr>")
+    for r in m.itertuples(index=False):
+        cls = "bad" if r.change == "slower" else "ok"
+        noisy = " noisy" if r.noisy or r.noisy_old else ""
+        out.append(f"<tr><td class='{cls}'>{e(r.change)}</td><th>{e(r.impl)}</th><td>{e(r.shape)}</td>"
+                   f"<td>{e(r.dtype)}</td><td>{e(r.device)} {e(r.mode)}</td>"
+                   f"<td class='cell'>{e(fmt_time(r.median_old))}</td><td class='cell'>{e(fmt_time(r.median))}</td>"
+                   f"<td class='cell{noisy}'><span class='t'>{r.ratio:.2f}</span></td></tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
 def build_report(results_dir: Path, out: Path, *, gates_json: Path | None = None,
-                 asv_html: str = "asv/index.html") -> ReportSummary:
+                 asv_html: str = "asv/index.html", pytest_benchmark: Iterable[Path] = ()) -> ReportSummary:
     """Build the summary page ``out`` from asv results under ``results_dir``.
 
+    ``pytest_benchmark``: pytest-benchmark JSON files, or folders searched for
+    ``*.json``, shown in a section of their own.
+
     Raises ReportError when the results directory is missing or holds no usable
-    results file (or ``gates_json`` is given but unusable); a corrupt results file is
-    skipped and named in ``ReportSummary.warnings``.
+    results file and no pytest-benchmark run is given, when a pytest-benchmark path
+    is missing or not pytest-benchmark JSON, or when ``gates_json`` is given but
+    unusable; a corrupt results file is skipped and named in ``ReportSummary.warnings``.
     """
     results_dir, out = Path(results_dir), Path(out)
-    data = load_results(results_dir)
+    pb_warnings: list[str] = []
+    pb = load_pytest_benchmark(pytest_benchmark, pb_warnings)
+    data = load_results(results_dir, allow_empty=pb is not None)
     warnings = data.warnings
+    warnings.extend(pb_warnings)
     gates = _load_gates(Path(gates_json), warnings) if gates_json is not None else None
 
     latest_files = _latest_files(data.files)
     latest = data.frame[data.frame["file"].isin(latest_files["file"])]
     impls_results = set(data.frame["impl"].unique())
     impls_all = _impl_order(impls_results | set(registry.names()))
-    rates = _add_rates(latest)
-    missing = _missing_cases(latest, latest_files["file"], impls_all)
-    memory = latest[latest["kind"] == "memory"]
     failed = latest[latest["status"] == "failed"]
+    impls_env = _impl_order(set(impls_all) | (set(pb.frame["impl"]) if pb is not None else set()))
     ids = _Ids()
-
-    only_older = _only_in_older(data.frame, latest_files)
-    perf_html, toc = _section_tables(rates, missing, latest_files, memory, impls_all, ids, asv_html, only_older)
-    sections = [
-        ("perf", "1. Time, GFLOP/s and speedup (latest commit)", perf_html),
-        ("peak", "2. Fraction of the machine's peak", _section_peak(rates, latest_files, ids)),
-        ("gates", "3. Gate status", _section_gates(gates, failed, impls_all, asv_html)),
-        ("history", "4. History", _section_history(data, asv_html, ids)),
-        ("env", "5. Environment", _section_env(data, latest_files, impls_all)),
-    ]
-    n_missing = int(((missing["status"] == "missing") & (missing["reason"] == "")).sum())
+    tocs: dict[str, list[tuple[str, str]]] = {}
+    sections: list[tuple[str, str, str]] = []
+    n_missing = 0
+    if len(data.files):
+        rates = _add_rates(latest)
+        missing = _missing_cases(latest, latest_files["file"], impls_all)
+        memory = latest[latest["kind"] == "memory"]
+        only_older = _only_in_older(data.frame, latest_files)
+        perf_html, tocs["perf"] = _section_tables(rates, missing, latest_files, memory, impls_all, ids, asv_html,
+                                                  only_older)
+        sections += [
+            ("perf", "Time, GFLOP/s and speedup (latest commit)", perf_html),
+            ("peak", "Fraction of the machine's peak", _section_peak(rates, latest_files, ids)),
+            ("gates", "Gate status", _section_gates(gates, failed, impls_all, asv_html)),
+            ("history", "History", _section_history(data, asv_html, ids)),
+        ]
+        n_missing = int(((missing["status"] == "missing") & (missing["reason"] == "")).sum())
+    if pb is not None:
+        pb_html, tocs["pytest"] = _section_pytest(pb, ids)
+        sections.append(("pytest", "pytest-benchmark runs", pb_html))
+    if len(data.files):
+        sections.append(("env", "Environment", _section_env(data, latest_files, impls_env)))
+    else:
+        sections += [("gates", "Gate status", _section_gates(gates, failed, impls_env, asv_html)),
+                     ("env", "Environment", _section_impls(impls_env))]
+    sections = [(sid, f"{i}. {title}", html_) for i, (sid, title, html_) in enumerate(sections, 1)]
     summary = ReportSummary(
         out=out,
         n_results_files=len(data.files),
@@ -968,9 +1256,11 @@ def build_report(results_dir: Path, out: Path, *, gates_json: Path | None = None
         n_missing=n_missing,
         n_machines=data.files["machine"].nunique(),
         n_commits=data.files["commit"].nunique(),
+        n_pytest_runs=len(pb.runs) if pb is not None else 0,
+        n_pytest_cases=len(pb.frame) if pb is not None else 0,
         warnings=warnings,
     )
-    page = _page(summary, sections, toc, asv_html)
+    page = _page(summary, sections, tocs, asv_html, results_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")
@@ -978,13 +1268,13 @@ def build_report(results_dir: Path, out: Path, *, gates_json: Path | None = None
     return summary
 
 
-def _page(summary: ReportSummary, sections: list[tuple[str, str, str]], toc: list[tuple[str, str]],
-          asv_html: str) -> str:
+def _page(summary: ReportSummary, sections: list[tuple[str, str, str]], tocs: dict[str, list[tuple[str, str]]],
+          asv_html: str, results_dir: Path) -> str:
     nav = ["<nav><ul>"]
     for sid, title, _ in sections:
         nav.append(f'<li><a href="#{e(sid)}">{e(title)}</a>')
-        if sid == "perf" and toc:
-            nav.append("<ul>" + "".join(f'<li><a href="#{e(i)}">{e(t)}</a></li>' for i, t in toc) + "</ul>")
+        if tocs.get(sid):
+            nav.append("<ul>" + "".join(f'<li><a href="#{e(i)}">{e(t)}</a></li>' for i, t in tocs[sid]) + "</ul>")
         nav.append("</li>")
     nav.append(f'<li><a href="{e(asv_html)}">asv pages (full history)</a></li></ul></nav>')
     warn = ""
@@ -995,6 +1285,11 @@ def _page(summary: ReportSummary, sections: list[tuple[str, str, str]], toc: lis
               f"commits; latest: {summary.n_cases} measured cases, "
               f"<span class='{'bad' if summary.n_failed else 'ok'}'>{summary.n_failed} failed</span>, "
               f"{summary.n_missing} default-sweep timed cases missing.</p>")
+    if not summary.n_results_files:
+        status = (f"<p>No asv results in <code>{e(results_dir)}</code> (<code>linbench run</code> writes them): "
+                  "this page shows the pytest-benchmark runs.</p>")
+    if summary.n_pytest_runs:
+        status += f"<p>{summary.n_pytest_runs} pytest-benchmark runs, {summary.n_pytest_cases} cases in all.</p>"
     body = "\n".join(f'<h2 id="{e(sid)}">{e(title)}</h2>\n{content}' for sid, title, content in sections)
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

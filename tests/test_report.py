@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import itertools
 import json
 import math
+import os
 import random
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +21,8 @@ import pytest
 import linear_impls
 from linear_impls import report, sweep
 from linear_impls.report import ReportError, build_report
+
+from .conftest import run_linbench
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_RESULTS = ROOT / ".asv" / "results"
@@ -397,3 +403,200 @@ def test_twenty_commits_of_the_default_sweep_build_fast(asv_results_dir, tmp_pat
     assert summary.n_cases == n_measured
     assert "<svg" in page
     assert elapsed < 10, f"report took {elapsed:.1f} s for 20 commits"
+
+
+# --- pytest-benchmark runs ----------------------------------------------------------------
+
+PB_CASES = ("f_linear", "nn_linear")
+PB_SHAPE = "1x8x8"
+
+
+def run_quick_gate(*args: str) -> subprocess.CompletedProcess:
+    """pytest-benchmark on benchmarks/quick_gate, two small forward cases, a few rounds each."""
+    selected = " or ".join(f"test_quick[{impl}-{PB_SHAPE}-float32-forward]" for impl in PB_CASES)
+    env = {k: v for k, v in os.environ.items() if k != "LINEAR_IMPLS_PLUGINS"}
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks" / "quick_gate" / "test_quick.py"),
+           "-p", "no:cacheprovider", "--rootdir", str(ROOT), "-o", "testpaths=", "-q", "-k", selected,
+           "--benchmark-min-rounds=5", "--benchmark-max-time=0.05", "--benchmark-warmup=off", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT), env=env, timeout=300,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def pb_runs(tmp_path_factory) -> tuple[Path, Path]:
+    """Two real pytest-benchmark runs: (storage folder with a --benchmark-save run, a later --benchmark-json file)."""
+    tmp = tmp_path_factory.mktemp("pytest-benchmark")
+    storage = tmp / ".benchmarks"
+    later = tmp / "after.json"
+    for args in (["--benchmark-save=before", f"--benchmark-storage=file://{storage}"], [f"--benchmark-json={later}"]):
+        proc = run_quick_gate(*args)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    saved = list(storage.rglob("*.json"))
+    assert len(saved) == 1 and saved[0].name == "0001_before.json", saved
+    for path in (saved[0], later):
+        names = sorted(b["extra_info"]["impl"] for b in json.loads(path.read_text())["benchmarks"])
+        assert names == sorted(PB_CASES), names
+    return storage, later
+
+
+def pb_section(page: str) -> str:
+    return page.split('<h2 id="pytest"')[1].split("<h2 ")[0]
+
+
+def pb_run_block(section: str, name: str) -> str:
+    return section.split(f">{name}</h3>")[1].split("<h3")[0]
+
+
+def pb_compare_block(section: str) -> str:
+    return section.split(">Latest run against the previous one</h3>")[1].split("<h3")[0]
+
+
+def pb_medians(path: Path) -> dict[str, float]:
+    return {b["extra_info"]["impl"]: b["stats"]["median"] for b in json.loads(path.read_text())["benchmarks"]}
+
+
+def test_pytest_benchmark_runs_section(pb_runs, tmp_path):
+    storage, later = pb_runs
+    saved = next(storage.rglob("*.json"))
+    summary, page = build(tmp_path / "no-asv-results", tmp_path, pytest_benchmark=[storage, later])
+    assert summary.warnings == []
+    assert (summary.n_results_files, summary.n_pytest_runs, summary.n_pytest_cases) == (0, 2, 2 * len(PB_CASES))
+    assert "No asv results in" in page and "2 pytest-benchmark runs" in page
+    assert '<a href="#pytest">1. pytest-benchmark runs</a>' in page
+    assert 'id="perf"' not in page and 'id="env"' in page and 'id="gates"' in page
+    section = pb_section(page)
+    for path, name in ((saved, str(saved.relative_to(storage))), (later, str(later))):
+        data = json.loads(path.read_text())
+        assert data["commit_info"]["id"][:12] in section
+        assert report.e(data["machine_info"]["node"]) in section
+        block = pb_run_block(section, report.e(name))
+        assert f"{PB_SHAPE} · float32 · forward" in block
+        base = pb_medians(path)["nn_linear"]
+        for bench in data["benchmarks"]:
+            extra, stats = bench["extra_info"], bench["stats"]
+            assert extra["torch"] in section and f"{extra['threads']} threads" in block
+            row = re.search(rf"<tr><th>{extra['impl']}</th>(.*?)</tr>", block).group(1)
+            assert report.fmt_time(stats["median"]) in row
+            assert report.fmt_time(stats["iqr"]) in row
+            assert f">{stats['rounds']}<" in row
+            assert report.fmt_gflops(extra["flops"] / stats["median"] / 1e9) in row
+            assert f"{base / stats['median']:.2f}×" in row
+    compare = pb_compare_block(section)
+    old, new = pb_medians(saved), pb_medians(later)
+    assert compare.count("<tr><td") == len(PB_CASES)
+    for impl in PB_CASES:
+        row = re.search(rf"<tr><td class='(\w+)'>(\w*)</td><th>{impl}</th>(.*?)</tr>", compare)
+        ratio = new[impl] / old[impl]
+        assert f">{ratio:.2f}<" in row.group(3)
+        assert (row.group(2) == "slower") == (ratio > report.SLOWER_RATIO), (impl, ratio, row.group(0))
+
+
+def test_pytest_benchmark_slower_case_is_marked(pb_runs, tmp_path):
+    """The later real run, with f_linear made twice as slow, as a third run an hour later."""
+    _storage, later = pb_runs
+    data = json.loads(later.read_text())
+    data["datetime"] = (datetime.datetime.fromisoformat(data["datetime"]) + datetime.timedelta(hours=1)).isoformat()
+    for bench in data["benchmarks"]:
+        if bench["extra_info"]["impl"] == "f_linear":
+            for key in ("median", "q1", "q3", "iqr", "mean", "min", "max"):
+                bench["stats"][key] *= 2
+    slower = tmp_path / "slower.json"
+    slower.write_text(json.dumps(data))
+    _summary, page = build(tmp_path / "no-asv-results", tmp_path, pytest_benchmark=[later, slower])
+    compare = pb_compare_block(pb_section(page))
+    assert "after.json" in compare and "slower.json" in compare
+    assert re.search(r"<tr><td class='bad'>slower</td><th>f_linear</th>.*?>2\.00<", compare)
+    assert re.search(r"<tr><td class='ok'></td><th>nn_linear</th>.*?>1\.00<", compare)
+    assert "1 of 2 cases slower than 1.10×" in compare
+
+
+def test_pytest_benchmark_next_to_asv_results(results, pb_runs, tmp_path):
+    _summary, plain = build(results, tmp_path)
+    assert 'id="pytest"' not in plain and "pytest-benchmark" not in plain
+    assert '<a href="#env">5. Environment</a>' in plain
+    summary, page = build(results, tmp_path, pytest_benchmark=[pb_runs[1]])
+    assert summary.n_pytest_runs == 1 and summary.n_results_files == len(result_files(results))
+    for section in ("perf", "peak", "gates", "history", "pytest", "env"):
+        assert f'id="{section}"' in page
+    assert '<a href="#pytest">5. pytest-benchmark runs</a>' in page and '<a href="#env">6. Environment</a>' in page
+    assert "Fewer than two runs" in pb_section(page)
+    assert "<script" not in page
+
+
+def test_foreign_pytest_benchmarks_are_skipped_with_a_warning(pb_runs, tmp_path):
+    _storage, later = pb_runs
+    data = json.loads(later.read_text())
+    other = copy.deepcopy(data["benchmarks"][0])
+    other.update(name="test_someone_elses_sort", extra_info={})
+    data["benchmarks"] += [other, {"name": "test_no_stats", "extra_info": None}]
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(json.dumps(data))
+    summary, page = build(tmp_path / "no-asv-results", tmp_path, pytest_benchmark=[mixed])
+    assert summary.n_pytest_cases == len(PB_CASES)
+    assert len(summary.warnings) == 1
+    assert "mixed.json" in summary.warnings[0] and "2 of 4 benchmarks skipped" in summary.warnings[0]
+    assert "test_someone_elses_sort" in summary.warnings[0]
+    assert "test_someone_elses_sort" in page  # in the warnings box
+    assert "<tr><th>f_linear</th>" in pb_section(page)
+
+
+def test_pytest_benchmark_strings_are_escaped(pb_runs, tmp_path):
+    _storage, later = pb_runs
+    data = json.loads(later.read_text())
+    data["machine_info"].update(node=EVIL, cpu={"brand_raw": '<img src=x onerror="alert(6)">'})
+    data["commit_info"].update(id='<b onmouseover="x">', branch=EVIL)
+    for bench in data["benchmarks"]:
+        bench["extra_info"].update(torch=EVIL)
+        if bench["extra_info"]["impl"] == "f_linear":
+            bench["extra_info"]["impl"] = EVIL
+    evil = tmp_path / f"{EVIL.replace('/', '_')}.json"
+    evil.write_text(json.dumps(data))
+    _summary, page = build(tmp_path / "no-asv-results", tmp_path, pytest_benchmark=[evil, later])
+    assert "<script" not in page.lower() and "<img" not in page and "<b " not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pb_section(page)
+
+
+def one_error_line(proc, *phrases) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("linbench: error:"), lines
+    for p in phrases:
+        assert p in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("kind", ["missing", "not-json", "not-pytest-benchmark", "benchmarks-not-a-list",
+                                  "empty-folder"])
+def test_bad_pytest_benchmark_input_is_one_line_exit_2(kind, tmp_path):
+    target = tmp_path / f"{kind}.json"
+    if kind == "not-json":
+        target.write_text('{"benchmarks": [')
+    elif kind == "not-pytest-benchmark":
+        target.write_text(json.dumps({"commit_hash": "abc", "results": {}}))
+    elif kind == "benchmarks-not-a-list":
+        target.write_text(json.dumps({"benchmarks": {"test_x": {}}}))
+    elif kind == "empty-folder":
+        target = tmp_path / "empty-folder"
+        (target / "machine-id").mkdir(parents=True)
+        (target / "machine-id" / "notes.txt").write_text("no runs yet")
+    out = tmp_path / "reports" / "index.html"
+    proc = run_linbench("report", "--results", str(tmp_path / "no-asv-results"), "--gates", "", "--out", str(out),
+                        "--pytest-benchmark", str(target))
+    phrase = {"missing": "does not exist", "not-json": "not valid JSON", "not-pytest-benchmark": '"benchmarks" list',
+              "benchmarks-not-a-list": '"benchmarks" list', "empty-folder": "no pytest-benchmark JSON files"}[kind]
+    one_error_line(proc, str(target), phrase)
+    assert not out.exists()
+
+
+def test_cli_report_from_pytest_benchmark_only(pb_runs, tmp_path):
+    storage, later = pb_runs
+    out = tmp_path / "reports" / "index.html"
+    args = ["report", "--results", str(tmp_path / "no-asv-results"), "--gates", "", "--out", str(out)]
+    proc = run_linbench(*args, "--pytest-benchmark", str(storage), "--pytest-benchmark", str(later),
+                        "--pytest-benchmark", str(later))  # the same file twice is one run
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert f"{2 * len(PB_CASES)} cases from 2 pytest-benchmark runs" in proc.stdout
+    assert 'id="pytest"' in out.read_text(encoding="utf-8")
+    # Neither asv results nor pytest-benchmark runs: nothing to build from.
+    one_error_line(run_linbench(*args), "does not exist", "no-asv-results")
