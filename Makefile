@@ -12,8 +12,15 @@ export PIP_FIND_LINKS ?= /opt/wheels
 endif
 SWEEP ?= default
 PORT ?= 8000
+# asv's machine name: CI sets a fixed one so runs on different runners share one history.
+MACHINE ?=
+MACHINE_ARG := $(if $(MACHINE),--machine $(MACHINE),)
+# `make gate`: the commit HEAD is compared with, and optionally a benchmark regex.
+BASE_BRANCH ?= origin/main
+BASE ?= $(shell git merge-base $(BASE_BRANCH) HEAD 2>/dev/null)
+BENCH ?=
 
-.PHONY: venv test lint check bench report serve clean browser
+.PHONY: venv test lint check bench history pages gate quick-save quick-compare results-pull results-push report serve clean browser
 
 venv: $(VENV)/.installed
 
@@ -44,13 +51,45 @@ check: venv
 # SWEEP=quick|default|full picks the sweep; RESUME=1 keeps what an interrupted run recorded.
 bench: venv
 	@mkdir -p reports
-	$(VENV)/bin/asv machine --yes > /dev/null
+	$(VENV)/bin/asv machine --yes $(MACHINE_ARG) > /dev/null
 	$(VENV)/bin/linbench check --json --quiet > reports/gates.json || [ $$? -eq 1 ]
-	$(VENV)/bin/linbench run --sweep $(SWEEP) $(if $(RESUME),--resume,) || [ $$? -eq 1 ]
+	$(VENV)/bin/linbench run --sweep $(SWEEP) $(if $(RESUME),--resume,) -- $(MACHINE_ARG) || [ $$? -eq 1 ]
+	$(MAKE) --no-print-directory pages
+
+# CI on a push to main: the commits since the newest one with results (HEAD alone on
+# an empty results folder), then the pages.  NEW=N caps how many.
+NEW ?= 10
+history: venv
+	@mkdir -p reports
+	$(VENV)/bin/asv machine --yes $(MACHINE_ARG) > /dev/null
+	$(VENV)/bin/linbench check --json --quiet > reports/gates.json || [ $$? -eq 1 ]
+	$(VENV)/bin/linbench run --sweep $(SWEEP) --new $(NEW) -- $(MACHINE_ARG) || [ $$? -eq 1 ]
+	$(MAKE) --no-print-directory pages
+
+# asv's HTML (made to work offline) and the summary page, from whatever .asv/results holds.
+pages: venv
 	$(VENV)/bin/asv publish
 	$(VENV)/bin/linbench localize-asv
 	$(MAKE) --no-print-directory report
 	@echo "Browse: make serve, then http://127.0.0.1:$(PORT)/ (summary) and http://127.0.0.1:$(PORT)/asv/ (asv)"
+
+# CI on a pull request: is HEAD slower than BASE on the quick cases, or wrong where BASE was right?
+gate: venv
+	@[ -n "$(BASE)" ] || { echo "make gate: no merge base with $(BASE_BRANCH); pass BASE=<commit>" >&2; exit 2; }
+	@mkdir -p reports
+	$(VENV)/bin/linbench gate $(BASE) HEAD --sweep quick $(if $(BENCH),--bench '$(BENCH)',) --json reports/gate.json
+
+# CI keeps .asv/results on the asv-results branch so history accumulates (.ci/results-branch).
+results-pull:
+	sh .ci/results-branch pull
+results-push:
+	sh .ci/results-branch push
+
+# The local quick gate with pytest-benchmark: save a run, change something, compare.
+quick-save: venv
+	$(PY) -m pytest benchmarks/quick_gate -q --benchmark-save=$(or $(NAME),before)
+quick-compare: venv
+	$(PY) -m pytest benchmarks/quick_gate -q --benchmark-compare --benchmark-compare-fail=median:10%
 
 report: venv
 	$(VENV)/bin/linbench report

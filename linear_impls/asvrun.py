@@ -29,16 +29,22 @@ def resolve_commit(root: Path, rev: str = "HEAD") -> str:
     return out.stdout.strip()
 
 
-def existing_cases(results_dir: Path, commit: str) -> set[str]:
-    """``name(param, ...)`` strings that HEAD's results already hold (a value or a failure)."""
-    done: set[str] = set()
-    for path in results_dir.glob(f"*/{commit[:8]}-*.json"):
+def results_files(results_dir: Path, commit_prefix: str = ""):
+    """Every asv results file (as a dict) under ``results_dir``, optionally of one commit."""
+    for path in results_dir.glob(f"*/{commit_prefix[:8]}*.json"):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if not isinstance(data, dict) or "result_columns" not in data:
-            continue  # not an asv results file
+        # machine.json and benchmarks.json live there too
+        if isinstance(data, dict) and "result_columns" in data and isinstance(data.get("commit_hash"), str):
+            yield data
+
+
+def existing_cases(results_dir: Path, commit: str) -> set[str]:
+    """``name(param, ...)`` strings that HEAD's results already hold (a value or a failure)."""
+    done: set[str] = set()
+    for data in results_files(results_dir, commit):
         for name, combo, value, _samples in iter_results(data):
             if value is None or value == value:  # failed or measured; NaN means not run
                 done.add(f"{name}({', '.join(combo)})")
@@ -66,14 +72,44 @@ def _chunk_patterns(sweep_def: sweep.Sweep, dtype: str, skip: set[str]) -> list[
     return [f"^(?!(?:{done})$)" + p.lstrip("^") for p in patterns]
 
 
+def recorded_commits(results_dir: Path) -> set[str]:
+    """Full hashes of every commit the results folder holds results for (any machine)."""
+    return {data["commit_hash"] for data in results_files(results_dir)}
+
+
+def new_commits(root: Path, results_dir: Path, limit: int) -> list[str]:
+    """HEAD's ancestors that no results file holds, oldest first, at most ``limit`` (the newest).
+
+    asv's own ``NEW`` would run every commit of the branch when the folder is empty
+    (a fresh CI cache); here an empty folder means HEAD alone.
+    """
+    head = resolve_commit(root)
+    known = [c for c in recorded_commits(results_dir)
+             if subprocess.run(["git", "cat-file", "-e", f"{c}^{{commit}}"], cwd=root,
+                               capture_output=True).returncode == 0]
+    if not known:
+        return [head]
+    out = subprocess.run(["git", "rev-list", "--reverse", "HEAD", "--not", *known], cwd=root,
+                         capture_output=True, text=True, check=True).stdout.split()
+    return out[-limit:]
+
+
 def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, resume: bool = False,
-              dtypes: list[str] | None = None, commit: str = "HEAD") -> int:
-    """Run the sweep (or some of its dtypes) on one commit; returns asv's worst exit status."""
+              dtypes: list[str] | None = None, commit: str = "HEAD", commits: list[str] | None = None) -> int:
+    """Run the sweep (or some of its dtypes) on one commit, or on ``commits`` (full hashes) in one
+    asv run with their rounds interleaved; returns asv's worst exit status."""
     sweep_def = sweep.SWEEPS[sweep_name]
     chosen = [d for d in sweep_def.dtypes if not dtypes or d in dtypes]
     asv = str(Path(sys.executable).parent / "asv")
-    commit = resolve_commit(root, commit)
-    skip = existing_cases(root / ".asv" / "results", commit) if resume else set()
+    commits = commits or [resolve_commit(root, commit)]
+    if len(commits) == 1:
+        spec = f"{commits[0]}^!"
+    else:
+        hashfile = root / ".asv" / "run-commits.txt"
+        hashfile.parent.mkdir(parents=True, exist_ok=True)
+        hashfile.write_text("".join(f"{c}\n" for c in commits))
+        spec = f"HASHFILE:{hashfile}"
+    skip = existing_cases(root / ".asv" / "results", commits[0]) if resume and len(commits) == 1 else set()
     env = dict(os.environ, LINBENCH_SWEEP=sweep_name)
     worst = 0
     t0 = time.perf_counter()
@@ -83,7 +119,7 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, resume: bool 
         # Interleaved rounds: round 2 of every case runs after round 1 of all of them,
         # so a burst from a neighbour on this shared machine hits one round of a case,
         # not both.
-        cmd = [asv, "run", f"{commit}^!", "--interleave-rounds", *asv_args]
+        cmd = [asv, "run", spec, "--interleave-rounds", *asv_args]
         for p in _chunk_patterns(sweep_def, dtype, skip):
             cmd += ["-b", p]
         code = subprocess.run(cmd, cwd=root, env=env).returncode

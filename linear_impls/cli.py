@@ -13,7 +13,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from . import registry, sweep
+from . import gate, registry, sweep
 
 
 class UsageError(Exception):
@@ -212,9 +212,41 @@ def cmd_run(args) -> int:
         asvrun.resolve_commit(root, args.commit)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    commits = None
+    if args.new is not None:
+        if args.new < 1:
+            raise UsageError(f"--new takes the most commits to run, at least 1; got {args.new}")
+        if args.commit != "HEAD" or args.resume:
+            raise UsageError("--new picks its own commits: it cannot be combined with --commit or --resume")
+        commits = asvrun.new_commits(root, root / ".asv" / "results", args.new)
+        if not commits:
+            print("linbench: every commit up to HEAD already has results; nothing to run")
+            return 0
+        print(f"linbench: {len(commits)} new commits: {', '.join(c[:8] for c in commits)}", flush=True)
     code = asvrun.run_sweep(args.sweep, asv_args, root=root, resume=args.resume, dtypes=dtypes,
-                            commit=args.commit)
+                            commit=args.commit, commits=commits)
     return 0 if code == 0 else (1 if code == 2 else code)
+
+
+def cmd_gate(args) -> int:
+    from pathlib import Path
+
+    root = Path(args.root).resolve()
+    if not (root / "asv.conf.json").is_file():
+        raise UsageError(f"no asv.conf.json in {root}: run from the linbench checkout or pass --root")
+    if not args.factor > 1:
+        raise UsageError(f"--factor must be above 1 (1.10 flags cases 10% slower), got {args.factor:g}")
+    if args.rounds < 2:
+        raise UsageError(f"--rounds must be at least 2 (interleaving needs two), got {args.rounds}")
+    try:
+        result = gate.run_gate(root, args.base, args.head, sweep_name=args.sweep, user_regex=args.bench,
+                               factor=args.factor, rounds=args.rounds)
+    except (ValueError, gate.GateError) as exc:
+        raise UsageError(str(exc)) from None
+    print(gate.format_result(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
+    return 1 if result.regressed else 0
 
 
 # --- report ---------------------------------------------------------------------------
@@ -230,13 +262,16 @@ def cmd_report(args) -> int:
         gates_json = None  # the default file is optional; an explicit one must exist
     try:
         summary = report.build_report(Path(args.results), Path(args.out), gates_json=gates_json,
-                                      asv_html=args.asv_html)
+                                      asv_html=args.asv_html,
+                                      pytest_benchmark=[Path(p) for p in args.pytest_benchmark])
     except report.ReportError as exc:
         raise UsageError(str(exc)) from None
     for w in summary.warnings:
         _warn(w)
     print(f"linbench: wrote {summary.out} ({summary.n_cases} cases from {summary.n_results_files} results files"
-          + (f", {summary.n_missing} default-sweep cases missing" if summary.n_missing else "") + ")")
+          + (f", {summary.n_missing} default-sweep cases missing" if summary.n_missing else "")
+          + (f"; {summary.n_pytest_cases} cases from {summary.n_pytest_runs} pytest-benchmark runs"
+             if summary.n_pytest_runs else "") + ")")
     return 0
 
 
@@ -303,15 +338,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="skip cases HEAD's results already hold")
     p.add_argument("--dtype", action="append", metavar="DTYPE", help="only these of the sweep's dtypes")
     p.add_argument("--commit", default="HEAD", help="the commit to benchmark (default HEAD)")
+    p.add_argument("--new", type=int, metavar="N", nargs="?", const=10,
+                   help="instead: HEAD's ancestors that have no results yet, the newest N (default 10); "
+                        "HEAD alone when the results folder is empty")
     p.add_argument("--root", default=".", help="the linbench checkout (default .)")
     p.add_argument("asv_args", nargs=argparse.REMAINDER, help="passed to asv run (after --)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("gate", help="fail if HEAD is slower than BASE, or fails a gate BASE passed")
+    p.add_argument("base", metavar="BASE", help="the commit to compare against (e.g. the merge base)")
+    p.add_argument("head", metavar="HEAD", nargs="?", default="HEAD", help="the commit under test (default HEAD)")
+    p.add_argument("--bench", metavar="REGEX", help="only benchmarks whose asv name matches, e.g. f_linear")
+    p.add_argument("--factor", type=float, default=gate.DEFAULT_FACTOR, metavar="F",
+                   help=f"a case regresses when HEAD's median is above F times BASE's (default {gate.DEFAULT_FACTOR})")
+    p.add_argument("--sweep", default="quick", choices=sweeps, help="the cases compared (default quick)")
+    p.add_argument("--rounds", type=int, default=gate.DEFAULT_ROUNDS, metavar="N",
+                   help=f"interleaved rounds per commit (default {gate.DEFAULT_ROUNDS})")
+    p.add_argument("--json", metavar="FILE", help="also write every verdict to FILE")
+    p.add_argument("--root", default=".", help="the linbench checkout (default .)")
+    p.set_defaults(func=cmd_gate)
 
     p = sub.add_parser("report", help="build the summary page from asv results")
     p.add_argument("--results", default=".asv/results", help="asv results folder (default .asv/results)")
     p.add_argument("--gates", default=DEFAULT_GATES, help=f"'linbench check --json' output (default {DEFAULT_GATES})")
     p.add_argument("--out", default="reports/index.html", help="the page to write (default reports/index.html)")
     p.add_argument("--asv-html", default="asv/index.html", help="asv's pages, relative to the page")
+    p.add_argument("--pytest-benchmark", action="append", default=[], metavar="PATH",
+                   help="also show pytest-benchmark runs of benchmarks/quick_gate: a JSON file or a folder "
+                        "searched for *.json, e.g. .benchmarks (repeatable)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("localize-asv", help="point asv's HTML at local copies of its JS/CSS (offline viewing)")
@@ -333,7 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        plugin_errors = [] if args.command == "_check-worker" else _plugin_errors()
+        # The gate loads plugins in each commit's own checkout and asv environment, where a
+        # plugin versioned in linbench_plugins/ may exist at one commit and not the other.
+        plugin_errors = [] if args.command in ("_check-worker", "gate") else _plugin_errors()
         code = args.func(args)
         return 2 if plugin_errors and code == 0 else code
     except UsageError as exc:

@@ -1,0 +1,392 @@
+"""``linbench gate BASE HEAD``: did HEAD make any case slower, or any gate fail, that BASE passed?
+
+How the two commits are compared, and why.  This is a shared 2-core machine with
+episodes in which everything runs 1.5-2x slower for 0.1-1 s; an A/A gate on absolute
+asv times (4 interleaved rounds, Mann-Whitney on the samples) flagged a 1x8x8 case
+2.0x "slower", and missed a planted 20% slowdown (``benchmarks/gate_trials.py``).
+
+* **The metric** is ``bench_linear.RelativeToTorch.track_ratio``: each case's time
+  over torch's own ``F.linear`` on inputs of the same shape, dtype and mode,
+  measured in alternating ~2 ms blocks in one process.  An episode slows both sides
+  of a block alike, so the ratio holds still (A/A: within 1-2%) where absolute times
+  move 2x.  The reference never comes from the registry, so a change to any
+  implementation shows; a change to torch itself does not (both commits share one
+  environment; asv's history of absolute times covers torch upgrades).
+* **One asv run for both commits, rounds interleaved** (BASE, HEAD, then HEAD,
+  BASE: asv alternates the order), ``--rounds`` (default 2) processes per commit and
+  case, every block's ratio kept (``--record-samples``).
+* **A regression** is a case whose median ratio at HEAD is more than ``--factor``
+  (default 1.10) times BASE's *and* whose block ratios differ significantly
+  (Mann-Whitney U, p < 0.002, asv compare's threshold).  A case measured at BASE
+  that fails at HEAD (its gate fails in setup, it crashes) is a regression too.
+* **Correctness.**  ``linbench check`` runs on a checkout of each commit (every
+  implementation, plugins included, every dtype); a check that passes at BASE and
+  fails at HEAD fails the gate and is named with its reason.
+
+The gate keeps its asv results apart from the sweep's history (``.asv/gate``), shares
+the sweep's environments, runs one thread (the quick cases are small; the other core
+absorbs asv itself), and benchmarks with the working tree's ``benchmarks/`` (asv's
+rule: benchmark code is not taken from the commits).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import asvrun, sweep
+
+DEFAULT_FACTOR = 1.10
+DEFAULT_ROUNDS = 2
+P_THRESHOLD = 0.002  # asv compare's threshold for its Mann-Whitney test
+GATE_MACHINE = "linbench-gate"
+GATE_THREADS = 1
+TIMED_UNITS = ("seconds", "ratio")  # what can regress by a factor
+
+
+class GateError(Exception):
+    """The gate could not run (bad commit, failed build, no results): exit 2."""
+
+
+@dataclass
+class Change:
+    """One benchmark case's verdict."""
+
+    benchmark: str
+    params: tuple[str, ...]
+    verdict: str  # slower, faster, same, broke, fixed, n/a at HEAD, new, removed
+    base: float | None = None
+    head: float | None = None
+    ratio: float | None = None
+    p: float | None = None
+    unit: str = "seconds"
+
+    @property
+    def regressed(self) -> bool:
+        return self.verdict in ("slower", "broke")
+
+    @property
+    def label(self) -> str:
+        short = self.benchmark.removeprefix("bench_linear.")
+        return f"{short}({', '.join(p.strip(chr(39)) for p in self.params)})"
+
+
+@dataclass
+class BrokenCheck:
+    """A correctness check that passed at BASE and fails at HEAD."""
+
+    impl: str
+    check: str
+    dtype: str
+    device: str
+    case: str
+    reason: str
+
+
+@dataclass
+class GateResult:
+    base: str
+    head: str
+    changes: list[Change]
+    broken_checks: list[BrokenCheck]
+    factor: float
+    rounds: int
+    seconds: float
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.broken_checks) or any(c.regressed for c in self.changes)
+
+    def to_dict(self) -> dict:
+        return {"base": self.base, "head": self.head, "factor": self.factor, "rounds": self.rounds,
+                "seconds": round(self.seconds, 1), "regressed": self.regressed,
+                "changes": [dict(asdict(c), label=c.label) for c in self.changes],
+                "broken_checks": [asdict(b) for b in self.broken_checks]}
+
+
+# --- performance ------------------------------------------------------------------------
+
+
+RELATIVE = "bench_linear.RelativeToTorch.track_ratio"
+
+
+def bench_patterns(sweep_def: sweep.Sweep, user_regex: str | None) -> list[str]:
+    """``-b`` patterns for the sweep's cases of the gate's metric, narrowed to ``user_regex``."""
+
+    def alt(values):
+        return "(?:" + "|".join(re.escape(repr(v)) for v in values) + ")"
+
+    patterns = [rf"^{re.escape(RELATIVE)}\('[^']+', {alt(sweep_def.shapes)}, {alt(sweep_def.dtypes)}, "
+                rf"{alt(sweep.available_devices())}, '[^']+'\)$", r"^bench_linear\.Environment\."]
+    if user_regex is None:
+        return patterns
+    try:
+        re.compile(user_regex)
+    except re.error as exc:
+        raise ValueError(f"--bench {user_regex!r} is not a regular expression: {exc}") from None
+    # asv ORs its -b patterns; a lookahead ANDs the user's with each of ours.
+    return [f"^(?=.*(?:{user_regex}))" + p.removeprefix("^") for p in patterns]
+
+
+def mann_whitney_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p of the Mann-Whitney U test (asv's implementation), None when too few samples."""
+    from asv import _stats  # asv compare's own test: exact for small samples, tie-corrected
+
+    a = [x for x in a if x == x]
+    b = [x for x in b if x == x]
+    if len(a) < 3 or len(b) < 3:
+        return None
+    return float(_stats.mann_whitney_u(a, b)[1])
+
+
+def _unit(name: str) -> str:
+    if name == RELATIVE:
+        return "ratio"
+    return "seconds" if ".time_" in name else ("bytes" if ".peakmem_" in name else "")
+
+
+def _state(value) -> str:
+    if value is None:
+        return "failed"  # asv's record of an exception: a gate failure in setup, a crash
+    return "measured" if value == value else "n/a"  # NaN: skipped
+
+
+# (state at BASE, state at HEAD) -> verdict, for every pair but measured/measured.
+_TRANSITIONS = {
+    ("measured", "failed"): "broke",
+    ("n/a", "failed"): "broke",  # it runs at HEAD now, and fails
+    ("measured", "n/a"): "n/a at HEAD",
+    ("failed", "measured"): "fixed",
+    ("failed", "failed"): "failed at both",
+    ("n/a", "measured"): "new",
+}
+
+
+def compare_results(base: dict, head: dict, factor: float) -> list[Change]:
+    """Verdicts for every case in two asv results files (dicts as asv stores them)."""
+    a = {(name, combo): (v, s) for name, combo, v, s in asvrun.iter_results(base)}
+    b = {(name, combo): (v, s) for name, combo, v, s in asvrun.iter_results(head)}
+    changes = []
+    for key in sorted(set(a) | set(b)):
+        name, combo = key
+        unit = _unit(name)
+        (va, sa), (vb, sb) = a.get(key, (float("nan"), None)), b.get(key, (float("nan"), None))
+        states = (_state(va), _state(vb))
+        if states != ("measured", "measured"):
+            if states in _TRANSITIONS:
+                changes.append(Change(name, combo, _TRANSITIONS[states], _num(va), _num(vb), unit=unit))
+            continue
+        ratio = vb / va if va else float("inf")
+        p = mann_whitney_p(sa, sb) if sa and sb else None
+        significant = p is not None and p < P_THRESHOLD
+        # Only timings can regress by a factor; a track (the thread count) is reported if it moved.
+        timed = unit in TIMED_UNITS
+        if timed and significant and ratio > factor:
+            verdict = "slower"
+        elif timed and significant and ratio < 1 / factor:
+            verdict = "faster"
+        elif not timed and va != vb:
+            verdict = "changed"
+        else:
+            verdict = "same"
+        changes.append(Change(name, combo, verdict, va, vb, ratio, p, unit))
+    return changes
+
+
+def _measured(v) -> bool:
+    return isinstance(v, (int, float)) and v == v
+
+
+def _num(v):
+    return v if _measured(v) else None
+
+
+def asv_config(root: Path, workdir: Path) -> Path:
+    """A copy of the project's asv.conf.json whose results go to ``workdir``."""
+    from asv import util
+
+    conf = util.load_json(str(root / "asv.conf.json"), js_comments=True)
+    base = root.resolve()
+    # One thread: the quick cases are small, and a second OpenMP thread only adds a core
+    # that a neighbour on this shared machine can stall (the other core absorbs asv itself).
+    conf.setdefault("matrix", {}).setdefault("env_nobuild", {})["LINBENCH_THREADS"] = [str(GATE_THREADS)]
+    conf.update(
+        repo=str(base),
+        benchmark_dir=str(base / conf.get("benchmark_dir", "benchmarks")),
+        env_dir=str(base / conf.get("env_dir", "env")),  # the sweep's environments: built once
+        results_dir=str(workdir / "results"),
+        html_dir=str(workdir / "html"),
+    )
+    path = workdir / "asv.conf.json"
+    path.write_text(json.dumps(conf, indent=1))
+    return path
+
+
+def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str], rounds: int,
+            sweep_name: str, log) -> tuple[dict, dict]:
+    """Benchmark both commits in one interleaved asv run; their results files as dicts."""
+    asv = str(Path(sys.executable).parent / "asv")
+    config = asv_config(root, workdir)
+    shutil.rmtree(workdir / "results", ignore_errors=True)
+    hashes = workdir / "commits.txt"
+    hashes.write_text(f"{base}\n{head}\n")
+    # A machine name of the gate's own: its results never join a history, and it needs
+    # no `asv machine` set up by the user.
+    subprocess.run([asv, "machine", "--yes", "--machine", GATE_MACHINE], cwd=root, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=False)
+    cmd = [asv, "--config", str(config), "run", f"HASHFILE:{hashes}", "--machine", GATE_MACHINE,
+           "--interleave-rounds", "--record-samples", "-a", f"rounds={rounds}"]
+    for p in patterns:
+        cmd += ["-b", p]
+    # asv drops PYTHONPATH, which is right here: a checkout on it would shadow the commit's
+    # installed linear_impls.  Plugins from elsewhere come in through ASV_PYTHONPATH.
+    env = dict(os.environ, LINBENCH_SWEEP=sweep_name, LINBENCH_RELATIVE="1",
+               PYTHONUNBUFFERED="1")  # progress as it happens
+    with open(workdir / "asv.log", "w") as out:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1)
+        for line in proc.stdout:
+            out.write(line)
+            log(line.rstrip("\n"))
+        code = proc.wait()
+    if code < 0 or code in (130, 143):
+        raise KeyboardInterrupt
+    found = {data["commit_hash"]: data for data in asvrun.results_files(workdir / "results")}
+    for which, commit in (("BASE", base), ("HEAD", head)):
+        if commit not in found:
+            raise GateError(f"asv recorded no results for {which} {commit[:8]} (exit {code}); "
+                            f"see {workdir / 'asv.log'}")
+    return found[base], found[head]
+
+
+# --- correctness ------------------------------------------------------------------------
+
+
+def checkout(root: Path, commit: str, dest: Path) -> None:
+    """The commit's files (not a worktree: nothing is left registered in the repository)."""
+    archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=root, capture_output=True)
+    if archive.returncode != 0:
+        raise GateError(f"git archive {commit[:8]} failed: {archive.stderr.decode().strip()}")
+    with tempfile.TemporaryFile() as f:
+        f.write(archive.stdout)
+        f.seek(0)
+        with tarfile.open(fileobj=f) as tar:
+            tar.extractall(dest, filter="data")
+
+
+def run_checks(root: Path, commit: str, which: str, workdir: Path) -> dict[tuple, dict]:
+    """``linbench check --json`` on a checkout of ``commit``, keyed by (impl, check, dtype, device, case)."""
+    src = workdir / f"src-{which.lower()}"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    checkout(root, commit, src)
+    env = dict(os.environ)
+    # The commit's own linear_impls (and any plugin package it holds) before the installed one.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src), env.get("PYTHONPATH", "")) if p)
+    devices = [a for d in sweep.available_devices() for a in ("--device", d)]
+    proc = subprocess.run([sys.executable, "-m", "linear_impls", "check", "--json", "--quiet", *devices],
+                          cwd=src, env=env, capture_output=True, text=True)
+    try:
+        rows = json.loads(proc.stdout)
+    except ValueError:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise GateError(f"linbench check could not run at {which} {commit[:8]}: {last}") from None
+    if proc.returncode == 2:  # a plugin failed to load there: say so, keep the rows that ran
+        for line in proc.stderr.strip().splitlines():
+            print(f"linbench gate: at {which} {commit[:8]}: {line.removeprefix('linbench: ')}", file=sys.stderr)
+    return {(r["impl"], r["check"], r["dtype"], r["device"], r["case"]): r for r in rows}
+
+
+def broken_checks(base: dict[tuple, dict], head: dict[tuple, dict]) -> list[BrokenCheck]:
+    out = []
+    for key, row in head.items():
+        if row["status"] == "fail" and base.get(key, {}).get("status") == "pass":
+            out.append(BrokenCheck(*key, reason=row.get("reason") or ""))
+    return out
+
+
+# --- the gate ---------------------------------------------------------------------------
+
+
+def run_gate(root: Path, base_rev: str, head_rev: str, *, sweep_name: str = "quick", user_regex: str | None = None,
+             factor: float = DEFAULT_FACTOR, rounds: int = DEFAULT_ROUNDS, log=None) -> GateResult:
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        base = asvrun.resolve_commit(root, base_rev)
+        head = asvrun.resolve_commit(root, head_rev)
+    except ValueError as exc:
+        raise GateError(str(exc)) from None
+    patterns = bench_patterns(sweep.SWEEPS[sweep_name], user_regex)
+    workdir = root / ".asv" / "gate"
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    # Checks first: they load both cores, so they must not overlap the timings.
+    log(f"linbench gate: correctness checks at BASE {base[:8]} and HEAD {head[:8]}")
+    broken = broken_checks(run_checks(root, base, "BASE", workdir), run_checks(root, head, "HEAD", workdir))
+    log(f"linbench gate: timing the {sweep_name} cases, {rounds} interleaved rounds per commit")
+    res_base, res_head = run_asv(root, workdir, base, head, patterns, rounds, sweep_name, log)
+    changes = compare_results(res_base, res_head, factor)
+    if not any(c.unit in TIMED_UNITS and c.verdict != "failed at both" for c in changes):
+        raise GateError("no timed case matched" + (f" --bench {user_regex!r}" if user_regex else "")
+                        + f" in the {sweep_name} sweep")
+    return GateResult(base, head, changes, broken, factor, rounds, time.perf_counter() - t0)
+
+
+def _fmt(seconds: float | None, unit: str) -> str:
+    if seconds is None:
+        return "-"
+    if unit == "ratio":
+        return f"{seconds:.3g}x"
+    if unit != "seconds":
+        return f"{seconds:g}"
+    for scale, suffix in ((1, "s"), (1e-3, "ms"), (1e-6, "us")):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g}{suffix}"
+    return f"{seconds * 1e9:.3g}ns"
+
+
+def format_result(r: GateResult) -> str:
+    lines = [f"linbench gate: BASE {r.base[:8]} -> HEAD {r.head[:8]}, factor {r.factor:g}, "
+             f"{r.rounds} interleaved rounds, {r.seconds:.0f} s"]
+    if r.broken_checks:
+        lines.append(f"\nCORRECTNESS: {len(r.broken_checks)} checks pass at BASE and fail at HEAD")
+        for b in r.broken_checks:
+            lines.append(f"  {b.impl:<18} {b.check:<8} {b.dtype:<8} {b.device:<4} {b.case:<26} {b.reason}")
+    shown = [c for c in r.changes if c.verdict != "same"]
+    order = {"broke": 0, "slower": 1, "failed at both": 2, "n/a at HEAD": 3, "changed": 4, "faster": 5,
+             "fixed": 6, "new": 7, "removed": 8}
+    shown.sort(key=lambda c: (order.get(c.verdict, 9), -(c.ratio or 0)))
+    timed = [c for c in r.changes if c.unit in TIMED_UNITS]
+    lines.append(f"\nPERFORMANCE: {len(timed)} timed cases compared; shown: those that changed")
+    if shown:
+        lines.append(f"  {'verdict':<12} {'ratio':>6} {'p':>8} {'BASE':>9} {'HEAD':>9}  benchmark")
+        for c in shown:
+            ratio = f"{c.ratio:.3f}" if c.ratio is not None else "-"
+            p = f"{c.p:.1e}" if c.p is not None else "-"
+            lines.append(f"  {c.verdict:<12} {ratio:>6} {p:>8} {_fmt(c.base, c.unit):>9} "
+                         f"{_fmt(c.head, c.unit):>9}  {c.label}")
+    n_slow = sum(c.verdict == "slower" for c in r.changes)
+    n_broke = sum(c.verdict == "broke" for c in r.changes)
+    if r.regressed:
+        parts = []
+        if n_slow:
+            parts.append(f"{n_slow} cases slower than {r.factor:g}x (p < {P_THRESHOLD})")
+        if n_broke:
+            parts.append(f"{n_broke} cases that ran at BASE fail at HEAD")
+        if r.broken_checks:
+            parts.append(f"{len(r.broken_checks)} correctness checks broken")
+        lines.append("\nREGRESSED: " + "; ".join(parts))
+    else:
+        n_fast = sum(c.verdict == "faster" for c in r.changes)
+        lines.append(f"\nOK: nothing regressed ({len(timed)} timed cases"
+                     + (f", {n_fast} faster" if n_fast else "") + ")")
+    return "\n".join(lines)
