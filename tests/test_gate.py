@@ -28,9 +28,12 @@ COLS = ["result", "params", "samples"]
 
 def results(cases: dict[tuple[str, str], tuple]) -> dict:
     """An asv results dict: {(benchmark, impl): (value, samples)} with one param axis."""
-    out = {}
+    out: dict[str, list] = {}
     for (name, impl), (value, samples) in cases.items():
-        out[name] = [[value], [[repr(impl)]], [samples]]
+        values, (impls,), all_samples = out.setdefault(name, [[], [[]], []])
+        values.append(value)
+        impls.append(repr(impl))
+        all_samples.append(samples)
     return {"result_columns": COLS, "results": out, "commit_hash": "0" * 40}
 
 
@@ -71,7 +74,7 @@ def test_state_changes_between_commits():
             (T, "added"): (1.0, noisy(1.0))}
     got = verdicts(base, head)
     assert got == {"broke": "broke", "fixed": "fixed", "skipped": "n/a at HEAD", "both": "failed at both",
-                   "runs_now": "broke", "added": "new"}
+                   "runs_now": "broke", "added": "new", "gone": "n/a at HEAD"}
     changes = gate.compare_results(results(base), results(head), 1.1)
     assert {c.params[0].strip("'") for c in changes if c.regressed} == {"broke", "runs_now"}
 
@@ -84,9 +87,10 @@ def test_a_track_that_moved_is_reported_not_a_regression():
 
 
 def test_bench_regex_narrows_the_sweep_patterns():
-    names = [f"bench_linear.Inference.time_forward('{impl}', '1x8x8', 'float32', 'cpu')"
+    names = [f"{gate.RELATIVE}('{impl}', '1x8x8', 'float32', 'cpu', 'forward')"
              for impl in ("f_linear", "nn_linear", "bmm")]
-    names.append("bench_linear.Inference.time_forward('f_linear', '512x1024x1024', 'float32', 'cpu')")
+    names.append(f"{gate.RELATIVE}('f_linear', '512x1024x1024', 'float32', 'cpu', 'forward')")
+    names.append("bench_linear.Inference.time_forward('f_linear', '1x8x8', 'float32', 'cpu')")  # not the metric
     quick = sweep.SWEEPS["quick"]
 
     def selected(regex):
@@ -95,7 +99,7 @@ def test_bench_regex_narrows_the_sweep_patterns():
 
     assert selected(None) == names[:3]  # 512x1024x1024 is not a quick case
     assert selected("f_linear") == names[:1]
-    assert selected("^bench_linear\\.Inference.*_linear") == names[:2]
+    assert selected("^bench_linear\\.Relative.*_linear") == names[:2]
     with pytest.raises(ValueError, match="not a regular expression"):
         gate.bench_patterns(quick, "(")
 
@@ -224,7 +228,7 @@ def test_results_branch_round_trip(tmp_path):
     pushed = run(first, "push")
     assert pushed.returncode == 0 and "pushed" in pushed.stdout, pushed.stderr
     assert "nothing new" in run(first, "push").stdout
-    assert git(first, "status", "--porcelain") == ""  # the checkout's own index untouched
+    assert git(first, "status", "--porcelain", "--untracked-files=no") == ""  # its own index untouched
     second = clone("second")
     assert "1 files" in run(second, "pull").stdout
     assert (second / ".asv" / "results" / "m" / "abc-env.json").read_text() == '{"commit_hash": "abc"}'
@@ -247,7 +251,7 @@ def test_workflow_runs_only_makefile_targets():
     env = dict(os.environ, MAKEFLAGS="")
     for run in runs:
         # A dry run: each target exists and expands (its commands are exercised by the tests above).
-        words = [w.replace("${{ github.base_ref }}", "main").replace("$MACHINE", "ci") for w in run.split()[1:]]
+        words = run.replace("${{ github.base_ref }}", "main").replace("$MACHINE", "ci").split()[1:]
         proc = subprocess.run(["make", "-n", "-C", str(ROOT), *words, "BASE=HEAD"], capture_output=True,
                               text=True, env=env)
         assert proc.returncode == 0, proc.stderr
