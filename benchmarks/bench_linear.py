@@ -21,6 +21,9 @@ Timing, made as trustworthy as ``torch.utils.benchmark`` on a small shared machi
   the measured interval; on the CPU it is ``perf_counter``.
 * The thread count is pinned from ``$LINBENCH_THREADS``, which asv.conf.json's
   matrix sets and records with every result.
+* glibc's malloc thresholds are fixed before any fork, so a case's big temporaries
+  come from the heap or from mmap the same way in every process (unfixed, one
+  process in three ran a memory-heavy case 2.6x slower).
 """
 
 import functools
@@ -53,6 +56,10 @@ if hasattr(_asv_time.TimeBenchmark, "_param_bound_func"):
     _asv_time.TimeBenchmark._param_bound_func = _bound
 
 torch.set_num_threads(sweep.thread_count())
+# Before any fork: every case's process then allocates alike (see bench.steady_allocator).
+# Commits older than that function benchmark without it.
+if hasattr(bench, "steady_allocator"):
+    bench.steady_allocator()
 # Nothing else runs here: any torch op (even a tiny backward) may start a thread,
 # and a forked child inheriting a half-copied thread pool deadlocks (seen here:
 # the child hung in torch.randn).  Each case's process starts clean instead.

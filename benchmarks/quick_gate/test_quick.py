@@ -22,6 +22,7 @@ from linear_impls import bench, sweep
 QUICK = sweep.SWEEPS["quick"]
 THREADS = sweep.thread_count()
 torch.set_num_threads(THREADS)
+bench.steady_allocator()  # as the asv suite does: a saved run and a later one allocate alike
 
 CASES = [
     pytest.param(impl, shape, dtype, mode, id=f"{impl}-{shape}-{dtype}-{mode}")
