@@ -141,7 +141,9 @@ class RelativeToTorch:
     params = [IMPLS, SHAPES, DTYPES, DEVICES, MODES]
     param_names = ["impl", "shape", "dtype", "device", "mode"]
     block_seconds = 2e-3  # per block of calls: well inside one episode
-    measure_seconds = 0.3  # per round, after warm-up
+    # Block pairs per round: a fixed count, so a round's samples can be told apart
+    # from the next round's (linbench gate compares processes, not only blocks).
+    blocks = 50
 
     def setup(self, impl, shape, dtype, device, mode):
         if not os.environ.get("LINBENCH_RELATIVE"):
@@ -167,8 +169,7 @@ class RelativeToTorch:
             n += 1
         n = max(1, int(self.block_seconds / ((clock() - t0) / n)))
         ratios = []
-        t_end = clock() + self.measure_seconds
-        while clock() < t_end or len(ratios) < 5:
+        for _ in range(self.blocks):
             # Alternate which goes first, so neither always finds the caches as the other left them.
             if len(ratios) % 2:
                 r = block(ref, n)

@@ -16,9 +16,13 @@ asv times (4 interleaved rounds, Mann-Whitney on the samples) flagged a 1x8x8 ca
   BASE: asv alternates the order), ``--rounds`` (default 2) processes per commit and
   case, every block's ratio kept (``--record-samples``).
 * **A regression** is a case whose median ratio at HEAD is more than ``--factor``
-  (default 1.10) times BASE's *and* whose block ratios differ significantly
-  (Mann-Whitney U, p < 0.002, asv compare's threshold).  A case measured at BASE
-  that fails at HEAD (its gate fails in setup, it crashes) is a regression too.
+  (default 1.10) times BASE's, whose block ratios differ significantly (Mann-Whitney
+  U, p < 0.002, asv compare's threshold), *and* whose every HEAD process measured
+  slower than every BASE process.  The last because blocks of one process share its
+  state: with glibc's thresholds fixed, mul_sum's memory-bound forward still came
+  out 1.15x in one of an A/A pair's processes, "significant" over its 50 blocks.
+  A case measured at BASE that fails at HEAD (its gate fails in setup, it crashes)
+  is a regression too.
 * **Correctness.**  ``linbench check`` runs on a checkout of each commit (every
   implementation, plugins included, every dtype); a check that passes at BASE and
   fails at HEAD fails the gate and is named with its reason.
@@ -35,6 +39,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -171,8 +176,21 @@ _TRANSITIONS = {
 }
 
 
-def compare_results(base: dict, head: dict, factor: float) -> list[Change]:
-    """Verdicts for every case in two asv results files (dicts as asv stores them)."""
+def round_medians(samples: list[float] | None, rounds: int | None) -> list[float] | None:
+    """The median of each round's samples, when the samples split evenly into ``rounds``."""
+    if not samples or not rounds or len(samples) % rounds:
+        return None
+    k = len(samples) // rounds
+    return [statistics.median(samples[i * k:(i + 1) * k]) for i in range(rounds)]
+
+
+def compare_results(base: dict, head: dict, factor: float, rounds: int | None = None) -> list[Change]:
+    """Verdicts for every case in two asv results files (dicts as asv stores them).
+
+    With ``rounds``, a case is only called slower (faster) when every one of HEAD's
+    rounds -- each a separate process -- was slower (faster) than every one of BASE's:
+    one process in an unlucky state must not decide the verdict.
+    """
     a = {(name, combo): (v, s) for name, combo, v, s in asvrun.iter_results(base)}
     b = {(name, combo): (v, s) for name, combo, v, s in asvrun.iter_results(head)}
     changes = []
@@ -188,11 +206,17 @@ def compare_results(base: dict, head: dict, factor: float) -> list[Change]:
         ratio = vb / va if va else float("inf")
         p = mann_whitney_p(sa, sb) if sa and sb else None
         significant = p is not None and p < P_THRESHOLD
+        per_round_a, per_round_b = round_medians(sa, rounds), round_medians(sb, rounds)
+        if per_round_a and per_round_b:
+            every_slower = min(per_round_b) > max(per_round_a)
+            every_faster = max(per_round_b) < min(per_round_a)
+        else:
+            every_slower = every_faster = True
         # Only timings can regress by a factor; a track (the thread count) is reported if it moved.
         timed = unit in TIMED_UNITS
-        if timed and significant and ratio > factor:
+        if timed and significant and ratio > factor and every_slower:
             verdict = "slower"
-        elif timed and significant and ratio < 1 / factor:
+        elif timed and significant and ratio < 1 / factor and every_faster:
             verdict = "faster"
         elif not timed and va != vb:
             verdict = "changed"
@@ -334,7 +358,7 @@ def run_gate(root: Path, base_rev: str, head_rev: str, *, sweep_name: str = "qui
     broken = broken_checks(run_checks(root, base, "BASE", workdir), run_checks(root, head, "HEAD", workdir))
     log(f"linbench gate: timing the {sweep_name} cases, {rounds} interleaved rounds per commit")
     res_base, res_head = run_asv(root, workdir, base, head, patterns, rounds, sweep_name, log)
-    changes = compare_results(res_base, res_head, factor)
+    changes = compare_results(res_base, res_head, factor, rounds)
     if not any(c.unit in TIMED_UNITS and c.verdict != "failed at both" for c in changes):
         raise GateError("no timed case matched" + (f" --bench {user_regex!r}" if user_regex else "")
                         + f" in the {sweep_name} sweep")

@@ -64,6 +64,18 @@ def test_slower_needs_both_the_factor_and_significance():
     assert verdicts(base, head, factor=1.03)["b"] == "slower"
 
 
+def test_one_slow_process_does_not_make_a_regression():
+    base = {(T, "one_bad"): (1.0, noisy(1.0, 8, seed=1) + noisy(1.0, 8, seed=2)),
+            (T, "all_bad"): (1.0, noisy(1.0, 8, seed=3) + noisy(1.0, 8, seed=4))}
+    head = {(T, "one_bad"): (1.25, noisy(1.0, 8, seed=5) + noisy(1.5, 8, seed=6)),  # round 2 alone is slow
+            (T, "all_bad"): (1.25, noisy(1.25, 8, seed=7) + noisy(1.25, 8, seed=8))}
+    changes = gate.compare_results(results(base), results(head), 1.1, rounds=2)
+    got = {c.params[0].strip("'"): c.verdict for c in changes}
+    assert got == {"one_bad": "same", "all_bad": "slower"}
+    assert {c.params[0].strip("'"): round(c.ratio, 2) for c in changes} == {"one_bad": 1.25, "all_bad": 1.25}
+    assert gate.round_medians([1, 2, 3], 2) is None  # uneven: rounds cannot be told apart
+
+
 def test_state_changes_between_commits():
     nan = float("nan")
     base = {(T, "broke"): (1.0, noisy(1.0)), (T, "fixed"): (None, None), (T, "skipped"): (1.0, noisy(1.0)),
