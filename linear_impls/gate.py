@@ -12,9 +12,12 @@ asv times (4 interleaved rounds, Mann-Whitney on the samples) flagged a 1x8x8 ca
   move 2x.  The reference never comes from the registry, so a change to any
   implementation shows; a change to torch itself does not (both commits share one
   environment; asv's history of absolute times covers torch upgrades).
-* **One asv run for both commits, rounds interleaved** (BASE, HEAD, then HEAD,
-  BASE: asv alternates the order), ``--rounds`` (default 2) processes per commit and
-  case, every block's ratio kept (``--record-samples``).
+* **Rounds interleaved BASE, HEAD, BASE, HEAD**: ``--rounds`` (default 2) asv runs
+  of both commits, each a fresh process per case and commit, every block's ratio
+  kept (``--record-samples --append-samples``).  Not asv's ``--interleave-rounds``,
+  whose BASE HEAD HEAD BASE let one slow spell in the middle hit both of HEAD's
+  rounds and none of BASE's: that made mul_sum's memory-bound forward 1.30x
+  "slower" in every HEAD process of a trial.
 * **A regression** is a case whose median ratio at HEAD is more than ``--factor``
   (default 1.10) times BASE's, whose block ratios differ significantly (Mann-Whitney
   U, p < 0.002, asv compare's threshold), *and* whose every HEAD process measured
@@ -257,7 +260,14 @@ def asv_config(root: Path, workdir: Path) -> Path:
 
 def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str], rounds: int,
             sweep_name: str, log) -> tuple[dict, dict]:
-    """Benchmark both commits in one interleaved asv run; their results files as dicts."""
+    """Benchmark both commits, BASE then HEAD, ``rounds`` times over; their results files as dicts.
+
+    One asv run per round, each appending its samples (``--append-samples``), rather
+    than asv's ``--interleave-rounds``: asv reverses the commit order every other
+    round (BASE HEAD HEAD BASE), which puts HEAD's two rounds back to back, and a
+    minute-long slow spell in the middle then hits HEAD twice and BASE never.  Here
+    every HEAD round lies between two BASE rounds.
+    """
     asv = str(Path(sys.executable).parent / "asv")
     config = asv_config(root, workdir)
     shutil.rmtree(workdir / "results", ignore_errors=True)
@@ -268,22 +278,25 @@ def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str]
     subprocess.run([asv, "machine", "--yes", "--machine", GATE_MACHINE], cwd=root, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=False)
     cmd = [asv, "--config", str(config), "run", f"HASHFILE:{hashes}", "--machine", GATE_MACHINE,
-           "--interleave-rounds", "--record-samples", "-a", f"rounds={rounds}"]
+           "--record-samples", "-a", "rounds=1"]
     for p in patterns:
         cmd += ["-b", p]
     # asv drops PYTHONPATH, which is right here: a checkout on it would shadow the commit's
     # installed linear_impls.  Plugins from elsewhere come in through ASV_PYTHONPATH.
     env = dict(os.environ, LINBENCH_SWEEP=sweep_name, LINBENCH_RELATIVE="1",
                PYTHONUNBUFFERED="1")  # progress as it happens
+    code = 0
     with open(workdir / "asv.log", "w") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1)
-        for line in proc.stdout:
-            out.write(line)
-            log(line.rstrip("\n"))
-        code = proc.wait()
-    if code < 0 or code in (130, 143):
-        raise KeyboardInterrupt
+        for r in range(1, rounds + 1):
+            log(f"linbench gate: round {r}/{rounds}")
+            proc = subprocess.Popen(cmd + (["--append-samples"] if r > 1 else []), cwd=root, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+            for line in proc.stdout:
+                out.write(line)
+                log(line.rstrip("\n"))
+            code = proc.wait()
+            if code < 0 or code in (130, 143):
+                raise KeyboardInterrupt
     found = {data["commit_hash"]: data for data in asvrun.results_files(workdir / "results")}
     for which, commit in (("BASE", base), ("HEAD", head)):
         if commit not in found:
