@@ -12,7 +12,7 @@ asv times (4 interleaved rounds, Mann-Whitney on the samples) flagged a 1x8x8 ca
   move 2x.  The reference never comes from the registry, so a change to any
   implementation shows; a change to torch itself does not (both commits share one
   environment; asv's history of absolute times covers torch upgrades).
-* **Rounds interleaved BASE, HEAD, BASE, HEAD**: ``--rounds`` (default 2) asv runs
+* **Rounds interleaved BASE, HEAD, BASE, HEAD**: ``--rounds`` (default 3) asv runs
   of both commits, each a fresh process per case and commit, every block's ratio
   kept (``--record-samples --append-samples``).  Not asv's ``--interleave-rounds``,
   whose BASE HEAD HEAD BASE let one slow spell in the middle hit both of HEAD's
@@ -54,7 +54,7 @@ from pathlib import Path
 from . import asvrun, sweep
 
 DEFAULT_FACTOR = 1.10
-DEFAULT_ROUNDS = 2
+DEFAULT_ROUNDS = 3
 P_THRESHOLD = 0.002  # asv compare's threshold for its Mann-Whitney test
 GATE_MACHINE = "linbench-gate"
 GATE_THREADS = 1
@@ -77,6 +77,8 @@ class Change:
     ratio: float | None = None
     p: float | None = None
     unit: str = "seconds"
+    base_rounds: list[float] | None = None  # the median of each round (process), to see what decided
+    head_rounds: list[float] | None = None
 
     @property
     def regressed(self) -> bool:
@@ -225,7 +227,7 @@ def compare_results(base: dict, head: dict, factor: float, rounds: int | None = 
             verdict = "changed"
         else:
             verdict = "same"
-        changes.append(Change(name, combo, verdict, va, vb, ratio, p, unit))
+        changes.append(Change(name, combo, verdict, va, vb, ratio, p, unit, per_round_a, per_round_b))
     return changes
 
 
