@@ -168,16 +168,18 @@ def prepare(impl_name: str, shape_id: str, dtype: str, device: str, mode: str, *
     return PreparedCase(impl_name, shape, dtype, device, mode, step)
 
 
+def param_alternatives(values) -> str:
+    """A regex group matching any of ``values`` as asv writes a param in a benchmark's name (its repr)."""
+    return "(?:" + "|".join(re.escape(repr(v)) for v in values) + ")"
+
+
 def asv_regex(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> list[str]:
     """``asv run -b`` patterns selecting a sweep's cases, so others do not even start a process.
 
     asv matches them against ``name(param0, param1, ...)`` with each param's repr.
     """
     devices = devices or sweep.available_devices()
-
-    def alt(values):
-        return "(?:" + "|".join(re.escape(repr(v)) for v in values) + ")"
-
+    alt = param_alternatives
     shapes, dtypes = alt(sweep_def.shapes), alt(sweep_def.dtypes)
     mem_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.memory_dtypes]
     patterns = [r"^bench_linear\.Environment\.",

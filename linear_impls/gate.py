@@ -51,7 +51,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import asvrun, sweep
+from . import asvrun, bench, sweep
 
 DEFAULT_FACTOR = 1.10
 DEFAULT_ROUNDS = 3
@@ -71,7 +71,7 @@ class Change:
 
     benchmark: str
     params: tuple[str, ...]
-    verdict: str  # slower, faster, same, broke, fixed, n/a at HEAD, new, removed
+    verdict: str  # slower, faster, same, changed, broke, fixed, failed at both, n/a at HEAD, new
     base: float | None = None
     head: float | None = None
     ratio: float | None = None
@@ -132,9 +132,7 @@ RELATIVE = "bench_linear.RelativeToTorch.track_ratio"
 def bench_patterns(sweep_def: sweep.Sweep, user_regex: str | None) -> list[str]:
     """``-b`` patterns for the sweep's cases of the gate's metric, narrowed to ``user_regex``."""
 
-    def alt(values):
-        return "(?:" + "|".join(re.escape(repr(v)) for v in values) + ")"
-
+    alt = bench.param_alternatives
     patterns = [rf"^{re.escape(RELATIVE)}\('[^']+', {alt(sweep_def.shapes)}, {alt(sweep_def.dtypes)}, "
                 rf"{alt(sweep.available_devices())}, '[^']+'\)$", r"^bench_linear\.Environment\."]
     if user_regex is None:
@@ -206,7 +204,8 @@ def compare_results(base: dict, head: dict, factor: float, rounds: int | None = 
         states = (_state(va), _state(vb))
         if states != ("measured", "measured"):
             if states in _TRANSITIONS:
-                changes.append(Change(name, combo, _TRANSITIONS[states], _num(va), _num(vb), unit=unit))
+                measured = [v if state == "measured" else None for v, state in zip((va, vb), states, strict=True)]
+                changes.append(Change(name, combo, _TRANSITIONS[states], *measured, unit=unit))
             continue
         ratio = vb / va if va else float("inf")
         p = mann_whitney_p(sa, sb) if sa and sb else None
@@ -229,14 +228,6 @@ def compare_results(base: dict, head: dict, factor: float, rounds: int | None = 
             verdict = "same"
         changes.append(Change(name, combo, verdict, va, vb, ratio, p, unit, per_round_a, per_round_b))
     return changes
-
-
-def _measured(v) -> bool:
-    return isinstance(v, (int, float)) and v == v
-
-
-def _num(v):
-    return v if _measured(v) else None
 
 
 def asv_config(root: Path, workdir: Path) -> Path:
@@ -402,8 +393,8 @@ def format_result(r: GateResult) -> str:
             lines.append(f"  {b.impl:<18} {b.check:<8} {b.dtype:<8} {b.device:<4} {b.case:<26} {b.reason}")
     shown = [c for c in r.changes if c.verdict != "same"]
     order = {"broke": 0, "slower": 1, "failed at both": 2, "n/a at HEAD": 3, "changed": 4, "faster": 5,
-             "fixed": 6, "new": 7, "removed": 8}
-    shown.sort(key=lambda c: (order.get(c.verdict, 9), -(c.ratio or 0)))
+             "fixed": 6, "new": 7}
+    shown.sort(key=lambda c: (order[c.verdict], -(c.ratio or 0)))
     timed = [c for c in r.changes if c.unit in TIMED_UNITS]
     lines.append(f"\nPERFORMANCE: {len(timed)} timed cases compared; shown: those that changed")
     if shown:
