@@ -77,6 +77,44 @@ def test_many_calls_per_sample(asv_results_dir):
     assert numbers and min(numbers) > 10, numbers
 
 
+_TIMED_CALLABLE = """
+import functools, sys
+sys.path.insert(0, sys.argv[1])
+import bench_linear as bl
+from asv_runner.benchmarks.time import TimeBenchmark
+for cls, name in ((bl.Inference, "time_forward"), (bl.Training, "time_forward_backward")):
+    inst = cls()
+    params = ("f_linear", "3x2x3", "float32", "cpu")
+    b = TimeBenchmark(f"bench_linear.{cls.__name__}.{name}", getattr(inst, name), [inst, cls, bl])
+    inst.setup(*params)
+    timed = b._param_bound_func(*params)
+    assert timed is inst.step, (cls.__name__, timed)
+    timed()
+class Other:
+    def time_x(self, n):
+        pass
+o = Other()
+timed = TimeBenchmark("m.Other.time_x", o.time_x, [o])._param_bound_func(3)
+assert isinstance(timed, functools.partial) and timed.args == (3,), timed
+print("ok")
+"""
+
+
+def test_asv_times_the_prepared_step_itself(tmp_path):
+    """What torch's Timer times: asv's wrapper frames cost 5-6% of a 4-9 us case."""
+    import subprocess
+
+    from .conftest import ROOT
+
+    # A file, not -c: asv_runner reads each benchmark's source.  A fresh process, because
+    # importing the suite pins torch's threads and malloc for the whole process.
+    script = tmp_path / "check_timed.py"
+    script.write_text(_TIMED_CALLABLE)
+    proc = subprocess.run([sys.executable, str(script), str(ROOT / "benchmarks")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
 def test_regex_selects_exactly_the_sweep():
     import re
 
