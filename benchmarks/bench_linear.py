@@ -44,6 +44,11 @@ from asv_runner.benchmarks import time as _asv_time  # noqa: E402
 import linear_impls  # noqa: E402
 from linear_impls import bench, sweep  # noqa: E402
 
+try:
+    from linear_impls import instructions as _instructions  # noqa: E402
+except ImportError:  # a commit older than instruction counts (asv benchmarks old commits with this file)
+    _instructions = None
+
 # See the module docstring: setup is memoized below, so one setup per sample is enough.
 _asv_time.TimeBenchmark._setup_isolates_timed_calls = False
 
@@ -147,9 +152,8 @@ class RelativeToTorch:
 
     Each round returns its block ratios as samples, in the form asv's runner uses for
     timings (``{"samples", "number"}``), so asv keeps every block's ratio across
-    rounds (``--record-samples``) and records their median.  Off (n/a) unless
-    ``$LINBENCH_RELATIVE`` is set, as ``linbench gate`` does, so plain ``asv run``
-    does not pay for it.
+    rounds (``--record-samples``) and records their median.  Recorded in the history
+    by every sweep, and the metric ``linbench gate`` compares.
     """
 
     params = [IMPLS, SHAPES, DTYPES, DEVICES, MODES]
@@ -160,8 +164,6 @@ class RelativeToTorch:
     blocks = 50
 
     def setup(self, impl, shape, dtype, device, mode):
-        if not os.environ.get("LINBENCH_RELATIVE"):
-            raise NotImplementedError("measured by linbench gate only (set LINBENCH_RELATIVE=1)")
         self.step = _prepare(impl, shape, dtype, device, mode).step
         self.reference = _torch_linear_step(shape, dtype, device, mode)
 
@@ -218,6 +220,80 @@ def _torch_linear_step(shape_id, dtype, device, mode):
         linear(x, w, b).backward(gy)
 
     return step
+
+
+class Instructions:
+    """Instructions per call on the CPU, counted under callgrind: the same in every run of a commit.
+
+    ``setup_cache`` counts every CPU case of the sweep (its ``instruction_dtypes``, up to
+    its ``max_call_instructions``) in one valgrind process, and keeps each case's
+    per-function counts beside the asv results (``linear_impls.instructions``), so a
+    changed count can be traced to the functions that changed.  n/a without valgrind.
+    """
+
+    params = [IMPLS, SHAPES, DTYPES, DEVICES, MODES]
+    param_names = ["impl", "shape", "dtype", "device", "mode"]
+
+    def setup_cache(self):
+        if _instructions is None:
+            return {"unavailable": "this commit's linear_impls predates instruction counts"}
+        reason = _instructions.unavailable_reason()
+        if reason:
+            return {"unavailable": reason}
+        sweep_def = sweep.current_sweep()
+        cases, skipped = _instructions.select_cases(sweep_def, [linear_impls.get(n) for n in IMPLS])
+        results = _instructions.measure(cases, sweep_def.name)
+        folder, commit = _callgrind_dir(), os.environ.get("ASV_COMMIT")
+        if folder is not None and commit:
+            _instructions.save(folder, commit, os.environ.get("ASV_ENV_NAME", "env"), results,
+                               _instructions.host_info())
+        return {"sweep": sweep_def.name, "skipped": skipped,
+                "counts": {k: r.get("instructions", r.get("error")) for k, r in results.items()}}
+
+    # Counting a sweep under valgrind takes minutes; asv's default timeout is two.
+    setup_cache.timeout = 3600
+
+    def setup(self, counts, impl, shape, dtype, device, mode):
+        if device != "cpu":
+            raise NotImplementedError("instructions are counted on the CPU only")
+        if "unavailable" in counts:
+            raise NotImplementedError(counts["unavailable"])
+        key = _instructions.case_key(impl, shape, dtype, mode)
+        if key in counts["skipped"]:
+            raise NotImplementedError(counts["skipped"][key])
+        if key not in counts["counts"]:
+            raise NotImplementedError(f"not in the {counts['sweep']!r} sweep")
+        value = counts["counts"][key]
+        if isinstance(value, str):
+            raise RuntimeError(f"{key}: {value}")
+        # A case whose check fails is failed here too, as in the timed benchmarks.
+        bench.gate_case(linear_impls.get(impl), sweep.parse_shape(shape), dtype, "cpu", mode)
+        self.value = value
+
+    def track_instructions(self, counts, impl, shape, dtype, device, mode):
+        return self.value
+
+    track_instructions.unit = "instructions"
+
+
+def _callgrind_dir():
+    """Where per-function counts go: ``$LINBENCH_CALLGRIND_DIR``, else ``callgrind/`` in asv's results folder."""
+    from pathlib import Path
+
+    if os.environ.get(_instructions.SIDECAR_ENV):
+        return Path(os.environ[_instructions.SIDECAR_ENV])
+    conf_dir = os.environ.get("ASV_CONF_DIR")
+    if not conf_dir:
+        return None
+    import re
+
+    try:
+        text = (Path(conf_dir) / "asv.conf.json").read_text()
+    except OSError:
+        return None
+    m = re.search(r'"results_dir"\s*:\s*"([^"]+)"', text)
+    results = Path(conf_dir) / (m.group(1) if m else "results")
+    return _instructions.sidecar_dir(results)
 
 
 class HostMemory:

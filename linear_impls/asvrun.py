@@ -9,6 +9,7 @@ plain-asv equivalent is ``asv run --skip-existing`` (whole benchmarks only).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -62,8 +63,7 @@ def iter_results(data: dict):
 
 
 def _chunk_patterns(sweep_def: sweep.Sweep, dtype: str, skip: set[str]) -> list[str]:
-    one = sweep.Sweep(sweep_def.name, sweep_def.shapes, (dtype,), sweep_def.max_call_seconds,
-                      sweep_def.memory_dtypes)
+    one = dataclasses.replace(sweep_def, dtypes=(dtype,))
     patterns = bench.asv_regex(one)
     if not skip:
         return patterns

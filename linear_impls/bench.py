@@ -184,6 +184,12 @@ def asv_regex(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> list[
     mem_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.memory_dtypes]
     patterns = [r"^bench_linear\.Environment\.",
                 rf"^bench_linear\.(?:Inference|Training)\.\w+\('[^']+', {shapes}, {dtypes}, {alt(devices)}\)$"]
+    # The metrics a history can trust on a shared machine: the interleaved ratio to
+    # F.linear, and (CPU, in the sweep's instruction dtypes) instructions per call.
+    patterns.append(rf"^bench_linear\.RelativeToTorch\.\w+\('[^']+', {shapes}, {dtypes}, {alt(devices)}, '[^']+'\)$")
+    counted = [d for d in sweep_def.dtypes if d in sweep_def.instruction_dtypes]
+    if counted:
+        patterns.append(rf"^bench_linear\.Instructions\.\w+\('[^']+', {shapes}, {alt(counted)}, 'cpu', '[^']+'\)$")
     if mem_dtypes:
         patterns.append(rf"^bench_linear\.HostMemory\.\w+\('[^']+', {shapes}, {alt(mem_dtypes)}, '[^']+'\)$")
     if mem_dtypes and "cuda" in devices:

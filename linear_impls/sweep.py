@@ -134,6 +134,11 @@ class Sweep:
     # Dtypes whose peak host memory is measured too (one more process per case;
     # the peak scales with the itemsize, so one dtype tells most of it).
     memory_dtypes: tuple[str, ...] = ("float32",)
+    # Dtypes whose instructions per call are counted under callgrind, and the largest
+    # estimated count per call that is: valgrind runs SIMD code 100x or more slower
+    # than the CPU does, so a 100 M-instruction call costs tens of seconds there.
+    instruction_dtypes: tuple[str, ...] = ("float32",)
+    max_call_instructions: float = 20e6
 
 
 SWEEPS = {

@@ -1,0 +1,584 @@
+"""Instructions per call under callgrind: a deterministic cost for the history and the gate.
+
+Wall time on a shared machine moves 20-50% from one minute to the next, so a
+history of wall times cannot show a 5% step.  The number of instructions a call
+executes does not depend on the neighbours: measured under valgrind's callgrind,
+it is the same in every run of one commit, to well under 1% (see
+``benchmarks/README.md`` for the measured agreement).  What it cannot see: memory
+stalls (a memory-bound case can slow down with the same instructions), the
+AVX-512 paths (valgrind shows the program no AVX-512), and the GPU.
+
+How one set of counts is taken (``measure``):
+
+* **One valgrind process for all the cases** of a commit and environment: importing
+  torch under valgrind is most of the cost.  It starts with instrumentation off
+  (``--instr-atstart=no``: the import then runs about 4x faster than instrumented),
+  warms up every mode once, and switches instrumentation on through a callgrind
+  client request (torch only exposes the collection toggle).
+* **Per case**: prepared with a fixed seed, warm-up calls with collection off, then
+  ``calls`` calls with collection on and the garbage collector off; the dump is
+  named after the case (``CALLGRIND_DUMP_STATS_AT``), so every dump says which case
+  it holds.  The count reported is the dump's total over ``calls``.
+* **Pinned dispatch** (``PINNED_ENV``): the code path depends on what the CPU
+  offers, so ATen, MKL and oneDNN are each told to take their AVX2 path, the
+  path valgrind can run on any x86-64 host.  One thread: a second thread's
+  spinning would be counted.
+* **Faults**: a case that raises is recorded with its error; a case that kills or
+  hangs the process is recorded with the reason, and a fresh process measures
+  the rest.
+
+The per-function counts of each case are kept (``save``) beside the asv results,
+so ``delta`` can name the functions behind a changed count.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import gzip
+import json
+import math
+import mmap
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import sweep
+
+# Why each variable is pinned; together they make one commit's counts the same on
+# any x86-64 host (valgrind 3.19 hides AVX-512 anyway, but a newer one may not).
+PINNED_ENV = {
+    # ATen picks its vectorised kernels (DEFAULT, AVX2, AVX512) from the CPU at start-up.
+    "ATEN_CPU_CAPABILITY": "avx2",
+    # MKL dispatches its GEMMs on the CPU model; CBWR fixes the code path across CPUs.
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "MKL_CBWR": "AVX2",
+    # oneDNN (bfloat16 and some float32 paths) has its own JIT dispatch (both spellings).
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "DNNL_MAX_CPU_ISA": "AVX2",
+    # One thread: another thread's spin-waiting would be counted as work.
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    # Python's string hashing is randomised per process; dict layouts, and so counts, with it.
+    "PYTHONHASHSEED": "0",
+}
+
+SIDECAR_ENV = "LINBENCH_CALLGRIND_DIR"
+_FORMAT = 1
+
+# Calls are counted until about this many instructions are collected per case (at
+# most MAX_CALLS calls): a tiny call's count moves by a few hundred instructions
+# with the interpreter's state, which averaging over calls spreads out, while a
+# large call's count is steady from the first (and costs seconds under valgrind).
+TARGET_INSTRUCTIONS = 500_000
+MAX_CALLS = 10
+# Uncounted calls after the one bench.prepare makes: a small call's first few
+# calls still settle caches (the allocator's, the dispatcher's).
+MAX_WARMUP_CALLS = 2
+# No dump for this long means the case hangs: the process is killed, the case failed.
+CASE_TIMEOUT_S = 300.0
+MAX_RESTARTS = 5
+
+
+class InstructionsUnavailable(RuntimeError):
+    """Instruction counts cannot be taken here (no valgrind, not x86-64 Linux)."""
+
+
+def unavailable_reason() -> str | None:
+    """Why instructions cannot be counted on this machine, or None when they can."""
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return f"instruction counts need x86-64 Linux (this is {sys.platform} {platform.machine()})"
+    if shutil.which("valgrind") is None:
+        return "valgrind not installed (Debian: apt-get install valgrind)"
+    return None
+
+
+def valgrind_version() -> str:
+    out = subprocess.run(["valgrind", "--version"], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+# --- which cases ---------------------------------------------------------------------------
+
+# Rough instructions per FLOP of a CPU GEMM under valgrind's AVX2 view (8 float32 or 4
+# float64 lanes, fused multiply-add; bfloat16 and float16 are converted to float32 on
+# the way), and per byte of elementwise traffic.  Used only to skip cases that would
+# take minutes under valgrind: the budget check, not a measurement.
+_FLOPS_PER_INSTRUCTION = {"float32": 12.0, "float64": 6.0, "bfloat16": 4.0, "float16": 4.0}
+_BYTES_PER_INSTRUCTION = 8.0
+_CALL_OVERHEAD = 30_000  # Python, dispatch and autograd around even a tiny call
+
+
+def estimated_instructions(shape: sweep.Shape, dtype: str, mode: str, workspace_bytes: int = 0) -> float:
+    itemsize = sweep.dtype_of(dtype).itemsize
+    moved = shape.tensor_bytes(itemsize, mode) + workspace_bytes * sweep.MODE_FLOP_FACTOR[mode]
+    return (shape.flops(mode) / _FLOPS_PER_INSTRUCTION[dtype] + moved / _BYTES_PER_INSTRUCTION
+            + _CALL_OVERHEAD * sweep.MODE_FLOP_FACTOR[mode])
+
+
+@dataclass(frozen=True)
+class Case:
+    impl: str
+    shape: str
+    dtype: str
+    mode: str
+
+    @property
+    def key(self) -> str:
+        return case_key(self.impl, self.shape, self.dtype, self.mode)
+
+
+def case_key(impl: str, shape: str, dtype: str, mode: str) -> str:
+    return f"{impl} {shape} {dtype} {mode}"
+
+
+def skip_reason(impl, shape: sweep.Shape, dtype: str, mode: str, sweep_def: sweep.Sweep) -> str | None:
+    """Why a CPU case gets no instruction count (None when it does)."""
+    if dtype not in sweep_def.instruction_dtypes:
+        return f"instructions are counted in {', '.join(sweep_def.instruction_dtypes) or 'no dtype'} " \
+               f"in the {sweep_def.name!r} sweep"
+    reason = sweep.skip_reason(impl, shape, dtype, "cpu", mode, sweep_def)
+    if reason:
+        return reason
+    itemsize = sweep.dtype_of(dtype).itemsize
+    workspace = impl.limits.workspace(shape.rows, shape.in_features, shape.out_features, itemsize) \
+        if impl.limits.workspace else 0
+    est = estimated_instructions(shape, dtype, mode, workspace)
+    if est > sweep_def.max_call_instructions:
+        return (f"estimated {est / 1e6:.0f} M instructions a call, over the {sweep_def.name!r} sweep's "
+                f"budget of {sweep_def.max_call_instructions / 1e6:.0f} M under valgrind")
+    return None
+
+
+def select_cases(sweep_def: sweep.Sweep, impls: Iterable) -> tuple[list[Case], dict[str, str]]:
+    """The sweep's CPU cases to count, and the reason for each one that is not counted."""
+    chosen, skipped = [], {}
+    for impl in impls:
+        for shape_id in sweep_def.shapes:
+            shape = sweep.parse_shape(shape_id)
+            for dtype in sweep.DTYPES:
+                for mode in sweep.MODES:
+                    case = Case(impl.name, shape_id, dtype, mode)
+                    reason = skip_reason(impl, shape, dtype, mode, sweep_def)
+                    if reason:
+                        skipped[case.key] = reason
+                    else:
+                        chosen.append(case)
+    return chosen, skipped
+
+
+def calls_for(case: Case) -> int:
+    """How many calls to count: enough that the total nears TARGET_INSTRUCTIONS."""
+    est = estimated_instructions(sweep.parse_shape(case.shape), case.dtype, case.mode)
+    return max(1, min(MAX_CALLS, math.ceil(TARGET_INSTRUCTIONS / est)))
+
+
+# --- callgrind's client requests, from Python ----------------------------------------------
+
+# valgrind recognises a client request by a magic instruction sequence (valgrind.h's
+# __SPECIAL_INSTRUCTION_PREAMBLE, four rotations of rdi by 128 bits in all, then
+# xchg rbx,rbx) with rax pointing at the request's six words; the answer comes back in
+# rdx.  Natively the sequence does nothing and returns the default, 0.  Written as
+# machine code so no compiler or header is needed:
+#   mov rax,rdi; xor edx,edx; rol rdi,3; rol rdi,13; rol rdi,61; rol rdi,51;
+#   xchg rbx,rbx; mov rax,rdx; ret
+_REQUEST_CODE = bytes.fromhex("4889f831d248c1c70348c1c70d48c1c73d48c1c7334887db4889d0c3")
+_RUNNING_ON_VALGRIND = 0x1001
+_CALLGRIND_BASE = (ord("C") << 24) | (ord("T") << 16)  # VG_USERREQ_TOOL_BASE('C','T')
+_TOGGLE_COLLECT = _CALLGRIND_BASE + 2
+_DUMP_STATS_AT = _CALLGRIND_BASE + 3
+_START_INSTRUMENTATION = _CALLGRIND_BASE + 4
+
+
+class ClientRequests:
+    """callgrind's client requests (callgrind.h) on x86-64, callable from Python."""
+
+    def __init__(self) -> None:
+        self._page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        self._page.write(_REQUEST_CODE)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(self._page))
+        self._call = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p)(address)
+
+    def request(self, code: int, arg: int = 0) -> int:
+        words = (ctypes.c_uint64 * 6)(code, arg, 0, 0, 0, 0)
+        return self._call(ctypes.addressof(words))
+
+    def running_on_valgrind(self) -> bool:
+        return self.request(_RUNNING_ON_VALGRIND) > 0
+
+    def start_instrumentation(self) -> None:
+        self.request(_START_INSTRUMENTATION)
+
+    def toggle_collect(self) -> None:
+        self.request(_TOGGLE_COLLECT)
+
+    def dump(self, description: str) -> None:
+        text = ctypes.create_string_buffer(description.encode())
+        self.request(_DUMP_STATS_AT, ctypes.addressof(text))
+
+
+# --- the worker, inside valgrind ------------------------------------------------------------
+
+
+def _warm_up_modes() -> None:
+    """One tiny forward and training step: the first backward imports and initialises a lot,
+    which should happen before instrumentation starts, not inside the first case."""
+    import torch
+
+    x = torch.randn(2, 4, requires_grad=True)
+    w = torch.randn(3, 4, requires_grad=True)
+    torch.nn.functional.linear(x, w).sum().backward()
+    (x @ w.T).sum().backward()
+
+
+def _worker(cases_file: str, progress_file: str) -> int:
+    import torch
+
+    from . import bench
+
+    torch.set_num_threads(1)
+    requests = ClientRequests()
+    if not requests.running_on_valgrind():
+        print("linbench: the instruction worker must run under valgrind", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(cases_file).read_text())
+    sweep_def = sweep.SWEEPS[spec["sweep"]]
+    _warm_up_modes()
+    requests.start_instrumentation()
+    with open(progress_file, "a", buffering=1) as progress:
+        for impl, shape, dtype, mode, calls in spec["cases"]:
+            key = case_key(impl, shape, dtype, mode)
+            progress.write(json.dumps({"start": key, "t": time.monotonic()}) + "\n")
+            try:
+                case = bench.prepare(impl, shape, dtype, "cpu", mode, gate=False, sweep_def=sweep_def)
+                for _ in range(min(MAX_WARMUP_CALLS, calls)):
+                    case.step()
+                gc.collect()
+                gc.disable()  # a collection inside the counted calls would be counted
+                try:
+                    requests.toggle_collect()
+                    for _ in range(calls):
+                        case.step()
+                    requests.toggle_collect()
+                finally:
+                    gc.enable()
+                requests.dump(key)
+                progress.write(json.dumps({"done": key, "calls": calls, "t": time.monotonic()}) + "\n")
+            except Exception as exc:  # a faulty implementation: record it and go on
+                progress.write(json.dumps({"error": key, "reason": f"{type(exc).__name__}: {exc}"[:500]}) + "\n")
+            finally:
+                case = None
+    return 0
+
+
+# --- running valgrind, reading its dumps ------------------------------------------------------
+
+
+def valgrind_command(out_prefix: Path) -> list[str]:
+    return ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--instr-atstart=no",
+            f"--callgrind-out-file={out_prefix}", "--dump-instr=no", "--dump-line=no", "--quiet"]
+
+
+def measure(cases: list[Case], sweep_name: str, *, python: str = sys.executable, env: dict | None = None,
+            workdir: Path | None = None, log: Callable[[str], None] | None = None,
+            case_timeout: float = CASE_TIMEOUT_S) -> dict[str, dict]:
+    """Count every case under callgrind, in as few valgrind processes as faults allow.
+
+    Returns ``{case key: {"instructions": per call, "calls": n, "functions": {name: per call}}}``
+    for measured cases and ``{"error": reason}`` for the ones that raised, crashed or hung.
+    """
+    reason = unavailable_reason()
+    if reason:
+        raise InstructionsUnavailable(reason)
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    own_tmp = workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix="linbench-callgrind-")) if own_tmp else workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    child_env = dict(os.environ if env is None else env)
+    child_env.update(PINNED_ENV)
+    results: dict[str, dict] = {}
+    todo = list(cases)
+    attempt = 0
+    t_start = time.perf_counter()
+    try:
+        while todo:
+            attempt += 1
+            if attempt > MAX_RESTARTS + 1:
+                for c in todo:
+                    results[c.key] = {"error": f"not measured: the valgrind process failed {MAX_RESTARTS + 1} times"}
+                break
+            run_dir = workdir / f"run{attempt}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir()
+            spec = {"sweep": sweep_name, "cases": [[c.impl, c.shape, c.dtype, c.mode, calls_for(c)] for c in todo]}
+            (run_dir / "cases.json").write_text(json.dumps(spec))
+            progress_file = run_dir / "progress.jsonl"
+            progress_file.touch()
+            cmd = [*valgrind_command(run_dir / "callgrind.out"), python, "-m", "linear_impls.instructions",
+                   str(run_dir / "cases.json"), str(progress_file)]
+            log(f"linbench: counting instructions of {len(todo)} cases under callgrind"
+                + (f" (process {attempt})" if attempt > 1 else ""))
+            with open(run_dir / "valgrind.log", "w") as vlog:
+                proc = subprocess.Popen(cmd, env=child_env, stdout=vlog, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                events, hung = _follow(proc, progress_file, case_timeout, len(todo), log)
+            status = proc.returncode
+            started = None
+            for ev in events:
+                if "start" in ev:
+                    started = ev["start"]
+                elif "done" in ev:
+                    results[ev["done"]] = {"calls": ev["calls"]}
+                    started = None
+                elif "error" in ev:
+                    results[ev["error"]] = {"error": ev["reason"]}
+                    started = None
+            for desc, total, functions in iter_dumps(run_dir):
+                if desc in results and "calls" in results[desc]:
+                    n = results[desc]["calls"]
+                    results[desc].update(instructions=total / n,
+                                         functions={f: c / n for f, c in functions.items()})
+            if started is not None:  # the process died (or hung) inside this case
+                why = (f"hung: no result in {case_timeout:.0f} s under valgrind" if hung
+                       else f"the process died ({_exit_reason(status)}) under valgrind")
+                results[started] = {"error": why}
+            elif status != 0 and not hung and len([c for c in todo if c.key not in results]) == len(todo):
+                tail = (run_dir / "valgrind.log").read_text(errors="replace").strip().splitlines()[-3:]
+                raise InstructionsUnavailable(f"valgrind failed ({_exit_reason(status)}): {' | '.join(tail)}")
+            todo = [c for c in todo if c.key not in results]
+    finally:
+        if own_tmp:
+            shutil.rmtree(workdir, ignore_errors=True)
+    n_ok = sum("instructions" in r for r in results.values())
+    log(f"linbench: counted {n_ok} of {len(cases)} cases in {time.perf_counter() - t_start:.0f} s")
+    return results
+
+
+def _exit_reason(status: int | None) -> str:
+    if status is None:
+        return "no exit status"
+    if status < 0:
+        try:
+            return f"signal {signal.Signals(-status).name}"
+        except ValueError:
+            return f"signal {-status}"
+    return f"exit status {status}"
+
+
+def _follow(proc: subprocess.Popen, progress_file: Path, case_timeout: float, total: int,
+            log: Callable[[str], None]) -> tuple[list[dict], bool]:
+    """Wait for the worker, printing progress; kill it when one case runs past ``case_timeout``."""
+    events: list[dict] = []
+    last_change = time.monotonic()
+    last_report = 0.0
+    hung = False
+    with open(progress_file) as f:
+        while True:
+            line = f.readline()
+            if line.endswith("\n"):
+                events.append(json.loads(line))
+                last_change = time.monotonic()
+                finished = sum("start" not in e for e in events)
+                if time.monotonic() - last_report > 15:
+                    last_report = time.monotonic()
+                    log(f"linbench: instructions: {finished}/{total} cases")
+                continue
+            if proc.poll() is not None:
+                break
+            if time.monotonic() - last_change > case_timeout:
+                hung = True
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                break
+            time.sleep(0.2)
+    return events, hung
+
+
+_NAME_REF = re.compile(r"^\((\d+)\)(?: (.*))?$")
+
+
+def parse_dump(path: Path) -> tuple[str, int, dict[str, int]]:
+    """One callgrind dump: (its description, total instructions, self instructions per function).
+
+    Reads callgrind's format (valgrind's docs, "Callgrind Format Specification"):
+    ``fn=`` opens a function (names compressed as ``(id) name`` then ``(id)``), a
+    cost line after ``calls=`` is the callee's inclusive cost and is not the
+    caller's own, and every other cost line is.  Positions are ignored.
+    """
+    desc, total = "", None
+    names: dict[str, str] = {}
+    functions: dict[str, int] = {}
+    current = None
+    after_call = False
+    n_positions = 1  # "positions: line" unless the header says otherwise
+    with open(path, errors="replace") as f:
+        for line in f:
+            c = line[0] if line else ""
+            if c.isdigit() or c in "+-*":
+                if after_call:
+                    after_call = False
+                    continue
+                parts = line.split()
+                if len(parts) > n_positions and current is not None:
+                    functions[current] = functions.get(current, 0) + int(parts[n_positions])
+            elif line.startswith("positions:"):
+                n_positions = len(line.split()) - 1
+            elif line.startswith("fn="):
+                current = _name(line[3:].rstrip("\n"), names)
+            elif line.startswith("cfn="):
+                _name(line[4:].rstrip("\n"), names)  # defines the id for later fn= lines
+            elif line.startswith("calls="):
+                after_call = True
+            elif line.startswith("desc: Trigger: Client Request: "):
+                desc = line.removeprefix("desc: Trigger: Client Request: ").strip()
+            elif line.startswith("totals:") or line.startswith("summary:"):
+                total = int(line.split()[1])
+    if total is None:
+        total = sum(functions.values())
+    return desc, total, {k: v for k, v in functions.items() if v}
+
+
+def _name(text: str, names: dict[str, str]) -> str:
+    m = _NAME_REF.match(text)
+    if not m:
+        return text
+    ident, name = m.groups()
+    if name is not None:
+        names[ident] = name
+        return name
+    return names.get(ident, f"({ident})")
+
+
+def iter_dumps(run_dir: Path):
+    """(description, total, functions) of every numbered dump the worker left in ``run_dir``."""
+    def number(p: Path) -> int:
+        tail = p.name.rsplit(".", 1)[-1]
+        return int(tail) if tail.isdigit() else -1
+
+    for path in sorted(run_dir.glob("callgrind.out.*"), key=number):
+        if number(path) > 0:
+            yield parse_dump(path)
+
+
+# --- keeping and comparing the per-function counts --------------------------------------------
+
+# Functions kept per case: the largest, down to this share of the case's count.  The
+# rest is summed into one line, so a history stays small (a few kB a case).
+KEEP_SHARE = 1e-3
+
+
+def compact(functions: dict[str, float], total: float) -> dict[str, float]:
+    kept = {f: round(c, 1) for f, c in functions.items() if c >= KEEP_SHARE * total}
+    rest = sum(functions.values()) - sum(kept.values())
+    if rest > 0:
+        kept["(other functions)"] = round(rest, 1)
+    return kept
+
+
+def sidecar_dir(results_dir: Path) -> Path:
+    return results_dir / "callgrind"
+
+
+def sidecar_path(folder: Path, commit: str, env_name: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", env_name)
+    return folder / f"{commit[:8]}-{safe}.json.gz"
+
+
+def save(folder: Path, commit: str, env_name: str, results: dict[str, dict], host: dict) -> Path:
+    """Merge one measurement into the commit's per-function file (``.json.gz``: asv reads only ``.json``)."""
+    path = sidecar_path(folder, commit, env_name)
+    data = load_file(path) or {"format": _FORMAT, "commit": commit, "env_name": env_name, "cases": {}}
+    data["host"] = host
+    for key, r in results.items():
+        if "instructions" in r:
+            data["cases"][key] = {"instructions": r["instructions"], "calls": r["calls"],
+                                  "functions": compact(r["functions"], r["instructions"])}
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with gzip.open(tmp, "wt") as f:
+        json.dump(data, f, sort_keys=True)
+    tmp.replace(path)
+    return path
+
+
+def load_file(path: Path) -> dict | None:
+    try:
+        with gzip.open(path, "rt") as f:
+            data = json.load(f)
+    except (OSError, ValueError, EOFError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("cases"), dict) else None
+
+
+def load(folder: Path, commit: str, env_name: str | None = None) -> dict[str, dict]:
+    """The per-function counts of a commit's cases (every environment, or one), keyed by case."""
+    cases: dict[str, dict] = {}
+    for path in sorted(folder.glob(f"{commit[:8]}-*.json.gz")):
+        data = load_file(path)
+        if data and (env_name is None or data.get("env_name") == env_name):
+            cases.update(data["cases"])
+    return cases
+
+
+@dataclass(frozen=True)
+class FunctionDelta:
+    function: str
+    base: float
+    head: float
+
+    @property
+    def change(self) -> float:
+        return self.head - self.base
+
+
+def delta(base: dict[str, float], head: dict[str, float], top: int = 5) -> list[FunctionDelta]:
+    """The functions whose instructions per call changed most, BASE -> HEAD (CallgrindStats.delta's idea)."""
+    rows = [FunctionDelta(f, base.get(f, 0.0), head.get(f, 0.0)) for f in set(base) | set(head)
+            if f != "(other functions)"]
+    rows = [r for r in rows if abs(r.change) >= 0.5]
+    rows.sort(key=lambda r: -abs(r.change))
+    return rows[:top]
+
+
+def short_function(name: str, width: int = 90) -> str:
+    """A C++ signature shortened for a table: arguments dropped, the tail kept."""
+    depth, out = 0, []
+    for ch in name:  # drop argument lists and template arguments
+        if ch in "(<":
+            depth += 1
+        elif ch in ")>":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            out.append(ch)
+    text = "".join(out).strip() or name
+    return text if len(text) <= width else "..." + text[-(width - 3):]
+
+
+def format_delta(rows: list[FunctionDelta]) -> list[str]:
+    return [f"{r.change:+.0f} instructions/call in {short_function(r.function)} ({r.base:.0f} -> {r.head:.0f})"
+            for r in rows]
+
+
+def host_info() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "valgrind": valgrind_version() if shutil.which("valgrind") else ""}
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(*sys.argv[1:3]))
