@@ -20,7 +20,7 @@ BASE_BRANCH ?= origin/main
 BASE ?= $(shell git merge-base $(BASE_BRANCH) HEAD 2>/dev/null)
 BENCH ?=
 
-.PHONY: venv test lint check bench history pages gate quick-save quick-compare results-pull results-push report serve clean browser
+.PHONY: venv test lint check bench history pages gate quick-save quick-compare results-pull results-push report serve clean browser valgrind
 
 venv: $(VENV)/.installed
 
@@ -33,15 +33,22 @@ $(VENV)/.installed: pyproject.toml Makefile
 lint: venv
 	$(VENV)/bin/ruff check .
 
-# The browser tests drive Debian's chromium; installed here when we may (root with apt).
-browser:
-	@command -v chromium > /dev/null || { \
+# Debian packages, installed here when we may (root with apt): chromium drives the
+# browser tests, valgrind counts instructions (Instructions.track_instructions).
+APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+define apt_need
+	@command -v $(1) > /dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; \
-	  else echo "chromium not installed: the browser tests will be skipped"; fi; }
+	    { apt-get update -qq && $(APT_INSTALL) $(1) > /dev/null; } || echo "could not install $(1): $(2)"; \
+	  else echo "$(1) not installed: $(2)"; fi; }
+endef
+browser:
+	$(call apt_need,chromium,the browser tests will be skipped)
+valgrind:
+	$(call apt_need,valgrind,instruction counts will be n/a)
 
 # The test command (README, .ci/run).
-test: venv lint browser
+test: venv lint browser valgrind
 	$(PY) -m pytest -q
 
 check: venv
@@ -49,7 +56,7 @@ check: venv
 
 # The main job: gates, the sweep through asv on HEAD, asv's HTML and the summary page.
 # SWEEP=quick|default|full picks the sweep; RESUME=1 keeps what an interrupted run recorded.
-bench: venv
+bench: venv valgrind
 	@mkdir -p reports
 	$(VENV)/bin/asv machine --yes $(MACHINE_ARG) > /dev/null
 	$(VENV)/bin/linbench check --json --quiet > reports/gates.json || [ $$? -eq 1 ]
@@ -59,7 +66,7 @@ bench: venv
 # CI on a push to main: the commits since the newest one with results (HEAD alone on
 # an empty results folder), then the pages.  NEW=N caps how many.
 NEW ?= 10
-history: venv
+history: venv valgrind
 	@mkdir -p reports
 	$(VENV)/bin/asv machine --yes $(MACHINE_ARG) > /dev/null
 	$(VENV)/bin/linbench check --json --quiet > reports/gates.json || [ $$? -eq 1 ]
@@ -74,7 +81,7 @@ pages: venv
 	@echo "Browse: make serve, then http://127.0.0.1:$(PORT)/ (summary) and http://127.0.0.1:$(PORT)/asv/ (asv)"
 
 # CI on a pull request: is HEAD slower than BASE on the quick cases, or wrong where BASE was right?
-gate: venv
+gate: venv valgrind
 	@[ -n "$(BASE)" ] || { echo "make gate: no merge base with $(BASE_BRANCH); pass BASE=<commit>" >&2; exit 2; }
 	@mkdir -p reports
 	$(VENV)/bin/linbench gate $(BASE) HEAD --sweep quick $(if $(BENCH),--bench '$(BENCH)',) --json reports/gate.json

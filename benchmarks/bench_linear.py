@@ -159,13 +159,21 @@ class RelativeToTorch:
     params = [IMPLS, SHAPES, DTYPES, DEVICES, MODES]
     param_names = ["impl", "shape", "dtype", "device", "mode"]
     block_seconds = 2e-3  # per block of calls: well inside one episode
-    # Block pairs per round: a fixed count, so a round's samples can be told apart
-    # from the next round's (linbench gate compares processes, not only blocks).
+    # Block pairs per round: a count fixed for each case, so a round's samples can be
+    # told apart from the next round's (linbench gate compares processes, not only
+    # blocks).  A long call fills its block alone, and its ratio varies less, so such
+    # cases get fewer blocks: the count follows the case's estimated time (never the
+    # measured one, which would differ between rounds), within these bounds.
     blocks = 50
+    min_blocks = 10
+    seconds_per_case = 0.25
 
     def setup(self, impl, shape, dtype, device, mode):
         self.step = _prepare(impl, shape, dtype, device, mode).step
         self.reference = _torch_linear_step(shape, dtype, device, mode)
+        est = sweep.estimated_seconds(sweep.parse_shape(shape), dtype, device, mode)
+        per_block = max(self.block_seconds, est)
+        self.n_blocks = max(self.min_blocks, min(self.blocks, int(self.seconds_per_case / (2 * per_block))))
 
     def track_ratio(self, impl, shape, dtype, device, mode):
         step, ref = self.step, self.reference
@@ -185,7 +193,7 @@ class RelativeToTorch:
             n += 1
         n = max(1, int(self.block_seconds / ((clock() - t0) / n)))
         ratios = []
-        for _ in range(self.blocks):
+        for _ in range(self.n_blocks):
             # Alternate which goes first, so neither always finds the caches as the other left them.
             if len(ratios) % 2:
                 r = block(ref, n)
@@ -229,6 +237,8 @@ class Instructions:
     its ``max_call_instructions``) in one valgrind process, and keeps each case's
     per-function counts beside the asv results (``linear_impls.instructions``), so a
     changed count can be traced to the functions that changed.  n/a without valgrind.
+    asv cannot tell setup_cache which cases ``-b`` selected, so it counts the whole
+    sweep; ``$LINBENCH_INSTRUCTION_IMPLS`` (glob patterns, comma-separated) narrows it.
     """
 
     params = [IMPLS, SHAPES, DTYPES, DEVICES, MODES]
@@ -241,13 +251,15 @@ class Instructions:
         if reason:
             return {"unavailable": reason}
         sweep_def = sweep.current_sweep()
-        cases, skipped = _instructions.select_cases(sweep_def, [linear_impls.get(n) for n in IMPLS])
+        wanted = os.environ.get("LINBENCH_INSTRUCTION_IMPLS", "").strip()
+        impls = linear_impls.select([p.strip() for p in wanted.split(",") if p.strip()] or None)
+        cases, skipped = _instructions.select_cases(sweep_def, impls)
         results = _instructions.measure(cases, sweep_def.name)
         folder, commit = _callgrind_dir(), os.environ.get("ASV_COMMIT")
         if folder is not None and commit:
             _instructions.save(folder, commit, os.environ.get("ASV_ENV_NAME", "env"), results,
                                _instructions.host_info())
-        return {"sweep": sweep_def.name, "skipped": skipped,
+        return {"sweep": sweep_def.name, "skipped": skipped, "impls": [i.name for i in impls],
                 "counts": {k: r.get("instructions", r.get("error")) for k, r in results.items()}}
 
     # Counting a sweep under valgrind takes minutes; asv's default timeout is two.
@@ -262,6 +274,8 @@ class Instructions:
         if key in counts["skipped"]:
             raise NotImplementedError(counts["skipped"][key])
         if key not in counts["counts"]:
+            if impl not in counts["impls"]:
+                raise NotImplementedError(f"not counted: $LINBENCH_INSTRUCTION_IMPLS leaves {impl} out")
             raise NotImplementedError(f"not in the {counts['sweep']!r} sweep")
         value = counts["counts"][key]
         if isinstance(value, str):

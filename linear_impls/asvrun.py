@@ -19,7 +19,34 @@ import sys
 import time
 from pathlib import Path
 
-from . import bench, sweep
+from . import bench, instructions, sweep
+
+
+def machine_name(asv_args: list[str]) -> str:
+    """The asv machine a run records under, resolved as ``asv run`` resolves it.
+
+    ``--machine NAME`` (or ``--machine=NAME``) among the arguments; else the host name,
+    or the one machine of asv's machine file when it holds exactly one.
+    """
+    for i, arg in enumerate(asv_args):
+        if arg == "--machine" and i + 1 < len(asv_args):
+            return asv_args[i + 1]
+        if arg.startswith("--machine="):
+            return arg.split("=", 1)[1]
+    import platform
+
+    host = platform.uname().node
+    try:
+        machines = json.loads((Path.home() / ".asv-machine.json").read_text())
+    except (OSError, ValueError):
+        return host
+    entries = {k: v for k, v in machines.items() if k != "version"} if isinstance(machines, dict) else {}
+    if host in entries:
+        return host
+    if len(entries) == 1:
+        only = next(iter(entries.values()))
+        return str(only.get("machine", host)) if isinstance(only, dict) else host
+    return host
 
 
 def resolve_commit(root: Path, rev: str = "HEAD") -> str:
@@ -111,6 +138,10 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, resume: bool 
         spec = f"HASHFILE:{hashfile}"
     skip = existing_cases(root / ".asv" / "results", commits[0]) if resume and len(commits) == 1 else set()
     env = dict(os.environ, LINBENCH_SWEEP=sweep_name)
+    # Per-function instruction counts beside this machine's results (plain asv run, which
+    # cannot say its machine to a benchmark, keeps them in one folder for all machines).
+    env.setdefault(instructions.SIDECAR_ENV,
+                   str(instructions.sidecar_dir(root / ".asv" / "results" / machine_name(asv_args))))
     worst = 0
     t0 = time.perf_counter()
     for i, dtype in enumerate(chosen, 1):
@@ -122,9 +153,11 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, resume: bool 
         cmd = [asv, "run", spec, "--interleave-rounds", *asv_args]
         for p in _chunk_patterns(sweep_def, dtype, skip):
             cmd += ["-b", p]
+        t_chunk = time.perf_counter()
         code = subprocess.run(cmd, cwd=root, env=env).returncode
         if code < 0 or code in (130, 143):
             return code
         worst = max(worst, code)
+        print(f"linbench: [{i}/{len(chosen)}] {dtype} took {time.perf_counter() - t_chunk:.0f} s", flush=True)
     print(f"linbench: {sweep_name} sweep took {time.perf_counter() - t0:.0f} s of asv", flush=True)
     return worst

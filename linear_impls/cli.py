@@ -236,11 +236,15 @@ def cmd_gate(args) -> int:
         raise UsageError(f"no asv.conf.json in {root}: run from the linbench checkout or pass --root")
     if not args.factor > 1:
         raise UsageError(f"--factor must be above 1 (1.10 flags cases 10% slower), got {args.factor:g}")
+    if not args.instructions_factor > 1:
+        raise UsageError(f"--instructions-factor must be above 1 (1.02 flags 2% more instructions), "
+                         f"got {args.instructions_factor:g}")
     if args.rounds < 2:
         raise UsageError(f"--rounds must be at least 2 (interleaving needs two), got {args.rounds}")
     try:
         result = gate.run_gate(root, args.base, args.head, sweep_name=args.sweep, user_regex=args.bench,
-                               factor=args.factor, rounds=args.rounds)
+                               factor=args.factor, rounds=args.rounds,
+                               instructions_factor=args.instructions_factor)
     except (ValueError, gate.GateError) as exc:
         raise UsageError(str(exc)) from None
     print(gate.format_result(result))
@@ -263,7 +267,8 @@ def cmd_report(args) -> int:
     try:
         summary = report.build_report(Path(args.results), Path(args.out), gates_json=gates_json,
                                       asv_html=args.asv_html,
-                                      pytest_benchmark=[Path(p) for p in args.pytest_benchmark])
+                                      pytest_benchmark=[Path(p) for p in args.pytest_benchmark],
+                                      asv_conf=Path(args.asv_conf) if args.asv_conf else None)
     except report.ReportError as exc:
         raise UsageError(str(exc)) from None
     for w in summary.warnings:
@@ -352,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--factor", type=float, default=gate.DEFAULT_FACTOR, metavar="F",
                    help=f"a case regresses when HEAD's median is above F times BASE's (default {gate.DEFAULT_FACTOR})")
     p.add_argument("--sweep", default="quick", choices=sweeps, help="the cases compared (default quick)")
+    p.add_argument("--instructions-factor", type=float, default=gate.DEFAULT_INSTRUCTIONS_FACTOR, metavar="F",
+                   help="a CPU case regresses when it runs more than F times BASE's instructions per call "
+                        f"(counted under callgrind; default {gate.DEFAULT_INSTRUCTIONS_FACTOR})")
     p.add_argument("--rounds", type=int, default=gate.DEFAULT_ROUNDS, metavar="N",
                    help=f"interleaved rounds per commit (default {gate.DEFAULT_ROUNDS})")
     p.add_argument("--json", metavar="FILE", help="also write every verdict to FILE")
@@ -363,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gates", default=DEFAULT_GATES, help=f"'linbench check --json' output (default {DEFAULT_GATES})")
     p.add_argument("--out", default="reports/index.html", help="the page to write (default reports/index.html)")
     p.add_argument("--asv-html", default="asv/index.html", help="asv's pages, relative to the page")
+    p.add_argument("--asv-conf", default="asv.conf.json",
+                   help="asv.conf.json whose regressions_thresholds decide a change in the history "
+                        "(default asv.conf.json; asv's 5%% where it is missing)")
     p.add_argument("--pytest-benchmark", action="append", default=[], metavar="PATH",
                    help="also show pytest-benchmark runs of benchmarks/quick_gate: a JSON file or a folder "
                         "searched for *.json, e.g. .benchmarks (repeatable)")

@@ -26,6 +26,13 @@ asv times (4 interleaved rounds, Mann-Whitney on the samples) flagged a 1x8x8 ca
   out 1.15x in one of an A/A pair's processes, "significant" over its 50 blocks.
   A case measured at BASE that fails at HEAD (its gate fails in setup, it crashes)
   is a regression too.
+* **Instructions per call** (``bench_linear.Instructions``, CPU cases in the sweep's
+  instruction dtypes), counted under callgrind in the first round only: a count is
+  the same in every run of a commit (A/A: within 1%), so it needs no statistics and
+  catches a small change the ratio's noise hides.  A case whose count rose by more
+  than ``--instructions-factor`` (default 1.02) is a regression, printed with the
+  functions whose counts changed most.  Counts cannot see memory stalls, the
+  AVX-512 paths (valgrind shows none) or the GPU: the ratio covers those.
 * **Correctness.**  ``linbench check`` runs on a checkout of each commit (every
   implementation, plugins included, every dtype); a check that passes at BASE and
   fails at HEAD fails the gate and is named with its reason.
@@ -51,14 +58,16 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import asvrun, bench, sweep
+from . import asvrun, bench, instructions, sweep
 
 DEFAULT_FACTOR = 1.10
+DEFAULT_INSTRUCTIONS_FACTOR = 1.02
 DEFAULT_ROUNDS = 3
 P_THRESHOLD = 0.002  # asv compare's threshold for its Mann-Whitney test
 GATE_MACHINE = "linbench-gate"
 GATE_THREADS = 1
-TIMED_UNITS = ("seconds", "ratio")  # what can regress by a factor
+TIMED_UNITS = ("seconds", "ratio")  # what can regress by a factor, judged with statistics
+COUNTED_UNITS = ("instructions",)  # deterministic: judged by the factor alone
 
 
 class GateError(Exception):
@@ -79,6 +88,7 @@ class Change:
     unit: str = "seconds"
     base_rounds: list[float] | None = None  # the median of each round (process), to see what decided
     head_rounds: list[float] | None = None
+    functions: list[str] | None = None  # for an instruction count: the functions that changed most
 
     @property
     def regressed(self) -> bool:
@@ -111,6 +121,7 @@ class GateResult:
     factor: float
     rounds: int
     seconds: float
+    instructions_factor: float = DEFAULT_INSTRUCTIONS_FACTOR
 
     @property
     def regressed(self) -> bool:
@@ -118,6 +129,7 @@ class GateResult:
 
     def to_dict(self) -> dict:
         return {"base": self.base, "head": self.head, "factor": self.factor, "rounds": self.rounds,
+                "instructions_factor": self.instructions_factor,
                 "seconds": round(self.seconds, 1), "regressed": self.regressed,
                 "changes": [dict(asdict(c), label=c.label) for c in self.changes],
                 "broken_checks": [asdict(b) for b in self.broken_checks]}
@@ -127,14 +139,24 @@ class GateResult:
 
 
 RELATIVE = "bench_linear.RelativeToTorch.track_ratio"
+INSTRUCTIONS = "bench_linear.Instructions.track_instructions"
 
 
-def bench_patterns(sweep_def: sweep.Sweep, user_regex: str | None) -> list[str]:
-    """``-b`` patterns for the sweep's cases of the gate's metric, narrowed to ``user_regex``."""
+def bench_patterns(sweep_def: sweep.Sweep, user_regex: str | None, *, counted: bool = False) -> list[str]:
+    """``-b`` patterns for the sweep's cases of the gate's metric, narrowed to ``user_regex``.
 
+    With ``counted``, the instruction-count cases instead (CPU, the sweep's instruction dtypes).
+    """
     alt = bench.param_alternatives
-    patterns = [rf"^{re.escape(RELATIVE)}\('[^']+', {alt(sweep_def.shapes)}, {alt(sweep_def.dtypes)}, "
-                rf"{alt(sweep.available_devices())}, '[^']+'\)$", r"^bench_linear\.Environment\."]
+    if counted:
+        dtypes = [d for d in sweep_def.dtypes if d in sweep_def.instruction_dtypes]
+        if not dtypes:
+            return []
+        patterns = [rf"^{re.escape(INSTRUCTIONS)}\('[^']+', {alt(sweep_def.shapes)}, {alt(dtypes)}, 'cpu', "
+                    r"'[^']+'\)$"]
+    else:
+        patterns = [rf"^{re.escape(RELATIVE)}\('[^']+', {alt(sweep_def.shapes)}, {alt(sweep_def.dtypes)}, "
+                    rf"{alt(sweep.available_devices())}, '[^']+'\)$", r"^bench_linear\.Environment\."]
     if user_regex is None:
         return patterns
     try:
@@ -159,6 +181,8 @@ def mann_whitney_p(a: list[float], b: list[float]) -> float | None:
 def _unit(name: str) -> str:
     if name == RELATIVE:
         return "ratio"
+    if name == INSTRUCTIONS:
+        return "instructions"
     return "seconds" if ".time_" in name else ("bytes" if ".peakmem_" in name else "")
 
 
@@ -187,12 +211,14 @@ def round_medians(samples: list[float] | None, rounds: int | None) -> list[float
     return [statistics.median(samples[i * k:(i + 1) * k]) for i in range(rounds)]
 
 
-def compare_results(base: dict, head: dict, factor: float, rounds: int | None = None) -> list[Change]:
+def compare_results(base: dict, head: dict, factor: float, rounds: int | None = None,
+                    instructions_factor: float = DEFAULT_INSTRUCTIONS_FACTOR) -> list[Change]:
     """Verdicts for every case in two asv results files (dicts as asv stores them).
 
     With ``rounds``, a case is only called slower (faster) when every one of HEAD's
     rounds -- each a separate process -- was slower (faster) than every one of BASE's:
-    one process in an unlucky state must not decide the verdict.
+    one process in an unlucky state must not decide the verdict.  An instruction
+    count is deterministic: beyond ``instructions_factor`` either way is a change.
     """
     a = {(name, combo): (v, s) for name, combo, v, s in asvrun.iter_results(base)}
     b = {(name, combo): (v, s) for name, combo, v, s in asvrun.iter_results(head)}
@@ -208,6 +234,11 @@ def compare_results(base: dict, head: dict, factor: float, rounds: int | None = 
                 changes.append(Change(name, combo, _TRANSITIONS[states], *measured, unit=unit))
             continue
         ratio = vb / va if va else float("inf")
+        if unit in COUNTED_UNITS:
+            verdict = ("slower" if ratio > instructions_factor else
+                       "faster" if ratio < 1 / instructions_factor else "same")
+            changes.append(Change(name, combo, verdict, va, vb, ratio, None, unit))
+            continue
         p = mann_whitney_p(sa, sb) if sa and sb else None
         significant = p is not None and p < P_THRESHOLD
         per_round_a, per_round_b = round_medians(sa, rounds), round_medians(sb, rounds)
@@ -252,14 +283,15 @@ def asv_config(root: Path, workdir: Path) -> Path:
 
 
 def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str], rounds: int,
-            sweep_name: str, log) -> tuple[dict, dict]:
+            sweep_name: str, log, counted_patterns: list[str] = ()) -> tuple[dict, dict]:
     """Benchmark both commits, BASE then HEAD, ``rounds`` times over; their results files as dicts.
 
     One asv run per round, each appending its samples (``--append-samples``), rather
     than asv's ``--interleave-rounds``: asv reverses the commit order every other
     round (BASE HEAD HEAD BASE), which puts HEAD's two rounds back to back, and a
     minute-long slow spell in the middle then hits HEAD twice and BASE never.  Here
-    every HEAD round lies between two BASE rounds.
+    every HEAD round lies between two BASE rounds.  Instruction counts
+    (``counted_patterns``) are taken in the first round only: they do not vary.
     """
     asv = str(Path(sys.executable).parent / "asv")
     config = asv_config(root, workdir)
@@ -276,13 +308,14 @@ def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str]
         cmd += ["-b", p]
     # asv drops PYTHONPATH, which is right here: a checkout on it would shadow the commit's
     # installed linear_impls.  Plugins from elsewhere come in through ASV_PYTHONPATH.
-    env = dict(os.environ, LINBENCH_SWEEP=sweep_name, LINBENCH_RELATIVE="1",
-               PYTHONUNBUFFERED="1")  # progress as it happens
+    env = dict(os.environ, LINBENCH_SWEEP=sweep_name, PYTHONUNBUFFERED="1")  # progress as it happens
+    env[instructions.SIDECAR_ENV] = str(callgrind_dir(workdir))
     code = 0
     with open(workdir / "asv.log", "w") as out:
         for r in range(1, rounds + 1):
             log(f"linbench gate: round {r}/{rounds}")
-            proc = subprocess.Popen(cmd + (["--append-samples"] if r > 1 else []), cwd=root, env=env,
+            extra = [a for p in counted_patterns for a in ("-b", p)] if r == 1 else ["--append-samples"]
+            proc = subprocess.Popen(cmd + extra, cwd=root, env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
             for line in proc.stdout:
                 out.write(line)
@@ -296,6 +329,26 @@ def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str]
             raise GateError(f"asv recorded no results for {which} {commit[:8]} (exit {code}); "
                             f"see {workdir / 'asv.log'}")
     return found[base], found[head]
+
+
+def callgrind_dir(workdir: Path) -> Path:
+    return instructions.sidecar_dir(workdir / "results" / GATE_MACHINE)
+
+
+def explain_instructions(changes: list[Change], folder: Path, base: str, head: str, top: int = 5) -> None:
+    """Fill each changed instruction count's ``functions`` from the per-function counts of both commits."""
+    wanted = [c for c in changes if c.unit in COUNTED_UNITS and c.verdict in ("slower", "faster")]
+    if not wanted:
+        return
+    per_base, per_head = instructions.load(folder, base), instructions.load(folder, head)
+    for c in wanted:
+        impl, shape, dtype, _device, mode = (p.strip("'") for p in c.params)
+        key = instructions.case_key(impl, shape, dtype, mode)
+        a, b = per_base.get(key), per_head.get(key)
+        if a and b:
+            c.functions = instructions.format_delta(instructions.delta(a["functions"], b["functions"], top))
+        else:
+            c.functions = ["(no per-function counts kept for this case)"]
 
 
 # --- correctness ------------------------------------------------------------------------
@@ -348,7 +401,8 @@ def broken_checks(base: dict[tuple, dict], head: dict[tuple, dict]) -> list[Brok
 
 
 def run_gate(root: Path, base_rev: str, head_rev: str, *, sweep_name: str = "quick", user_regex: str | None = None,
-             factor: float = DEFAULT_FACTOR, rounds: int = DEFAULT_ROUNDS, log=None) -> GateResult:
+             factor: float = DEFAULT_FACTOR, rounds: int = DEFAULT_ROUNDS, log=None,
+             instructions_factor: float = DEFAULT_INSTRUCTIONS_FACTOR) -> GateResult:
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     try:
         base = asvrun.resolve_commit(root, base_rev)
@@ -356,19 +410,23 @@ def run_gate(root: Path, base_rev: str, head_rev: str, *, sweep_name: str = "qui
     except ValueError as exc:
         raise GateError(str(exc)) from None
     patterns = bench_patterns(sweep.SWEEPS[sweep_name], user_regex)
+    counted = bench_patterns(sweep.SWEEPS[sweep_name], user_regex, counted=True)
     workdir = root / ".asv" / "gate"
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     # Checks first: they load both cores, so they must not overlap the timings.
     log(f"linbench gate: correctness checks at BASE {base[:8]} and HEAD {head[:8]}")
     broken = broken_checks(run_checks(root, base, "BASE", workdir), run_checks(root, head, "HEAD", workdir))
-    log(f"linbench gate: timing the {sweep_name} cases, {rounds} interleaved rounds per commit")
-    res_base, res_head = run_asv(root, workdir, base, head, patterns, rounds, sweep_name, log)
-    changes = compare_results(res_base, res_head, factor, rounds)
+    log(f"linbench gate: timing the {sweep_name} cases, {rounds} interleaved rounds per commit"
+        + (", instructions counted in the first" if counted else ""))
+    shutil.rmtree(callgrind_dir(workdir), ignore_errors=True)
+    res_base, res_head = run_asv(root, workdir, base, head, patterns, rounds, sweep_name, log, counted)
+    changes = compare_results(res_base, res_head, factor, rounds, instructions_factor)
     if not any(c.unit in TIMED_UNITS and c.verdict != "failed at both" for c in changes):
         raise GateError("no timed case matched" + (f" --bench {user_regex!r}" if user_regex else "")
                         + f" in the {sweep_name} sweep")
-    return GateResult(base, head, changes, broken, factor, rounds, time.perf_counter() - t0)
+    explain_instructions(changes, callgrind_dir(workdir), base, head)
+    return GateResult(base, head, changes, broken, factor, rounds, time.perf_counter() - t0, instructions_factor)
 
 
 def _fmt(seconds: float | None, unit: str) -> str:
@@ -376,6 +434,8 @@ def _fmt(seconds: float | None, unit: str) -> str:
         return "-"
     if unit == "ratio":
         return f"{seconds:.3g}x"
+    if unit == "instructions":
+        return f"{seconds / 1e3:.1f}k" if seconds < 1e6 else f"{seconds / 1e6:.2f}M"
     if unit != "seconds":
         return f"{seconds:g}"
     for scale, suffix in ((1, "s"), (1e-3, "ms"), (1e-6, "us")):
@@ -385,8 +445,8 @@ def _fmt(seconds: float | None, unit: str) -> str:
 
 
 def format_result(r: GateResult) -> str:
-    lines = [f"linbench gate: BASE {r.base[:8]} -> HEAD {r.head[:8]}, factor {r.factor:g}, "
-             f"{r.rounds} interleaved rounds, {r.seconds:.0f} s"]
+    lines = [f"linbench gate: BASE {r.base[:8]} -> HEAD {r.head[:8]}, factor {r.factor:g} "
+             f"(instructions {r.instructions_factor:g}), {r.rounds} interleaved rounds, {r.seconds:.0f} s"]
     if r.broken_checks:
         lines.append(f"\nCORRECTNESS: {len(r.broken_checks)} checks pass at BASE and fail at HEAD")
         for b in r.broken_checks:
@@ -396,7 +456,9 @@ def format_result(r: GateResult) -> str:
              "fixed": 6, "new": 7}
     shown.sort(key=lambda c: (order[c.verdict], -(c.ratio or 0)))
     timed = [c for c in r.changes if c.unit in TIMED_UNITS]
-    lines.append(f"\nPERFORMANCE: {len(timed)} timed cases compared; shown: those that changed")
+    counted = [c for c in r.changes if c.unit in COUNTED_UNITS and c.base is not None and c.head is not None]
+    lines.append(f"\nPERFORMANCE: {len(timed)} timed cases and {len(counted)} instruction counts compared; "
+                 "shown: those that changed")
     if shown:
         lines.append(f"  {'verdict':<12} {'ratio':>6} {'p':>8} {'BASE':>9} {'HEAD':>9}  benchmark")
         for c in shown:
@@ -404,12 +466,17 @@ def format_result(r: GateResult) -> str:
             p = f"{c.p:.1e}" if c.p is not None else "-"
             lines.append(f"  {c.verdict:<12} {ratio:>6} {p:>8} {_fmt(c.base, c.unit):>9} "
                          f"{_fmt(c.head, c.unit):>9}  {c.label}")
+            lines.extend(f"  {'':<12} {'':>6} {'':>8} {'':>9} {'':>9}    {f}" for f in c.functions or ())
     n_slow = sum(c.verdict == "slower" for c in r.changes)
     n_broke = sum(c.verdict == "broke" for c in r.changes)
     if r.regressed:
         parts = []
+        n_slow_counted = sum(c.verdict == "slower" and c.unit in COUNTED_UNITS for c in r.changes)
+        n_slow -= n_slow_counted
         if n_slow:
             parts.append(f"{n_slow} cases slower than {r.factor:g}x (p < {P_THRESHOLD})")
+        if n_slow_counted:
+            parts.append(f"{n_slow_counted} cases with over {r.instructions_factor:g}x the instructions")
         if n_broke:
             parts.append(f"{n_broke} cases that ran at BASE fail at HEAD")
         if r.broken_checks:

@@ -84,6 +84,11 @@ MAX_CALLS = 10
 # Uncounted calls after the one bench.prepare makes: a small call's first few
 # calls still settle caches (the allocator's, the dispatcher's).
 MAX_WARMUP_CALLS = 2
+# Cases whose input and weight hold more elements than this get no count: valgrind
+# runs the random fill of their inputs 50-100x slower than the CPU does (seconds per
+# million elements, with instrumentation on or off), and such cases are the
+# memory-bound ones, where an instruction count says least.
+MAX_ELEMENTS = 2 << 20
 # No dump for this long means the case hangs: the process is killed, the case failed.
 CASE_TIMEOUT_S = 300.0
 MAX_RESTARTS = 5
@@ -149,6 +154,10 @@ def skip_reason(impl, shape: sweep.Shape, dtype: str, mode: str, sweep_def: swee
     reason = sweep.skip_reason(impl, shape, dtype, "cpu", mode, sweep_def)
     if reason:
         return reason
+    elements = shape.rows * shape.in_features + shape.in_features * shape.out_features
+    if elements > MAX_ELEMENTS:
+        return (f"{elements / 2**20:.0f} M input and weight elements: over the {MAX_ELEMENTS / 2**20:.0f} M "
+                "that valgrind fills in seconds (instruction counts cover the smaller cases)")
     itemsize = sweep.dtype_of(dtype).itemsize
     workspace = impl.limits.workspace(shape.rows, shape.in_features, shape.out_features, itemsize) \
         if impl.limits.workspace else 0
@@ -485,6 +494,7 @@ def compact(functions: dict[str, float], total: float) -> dict[str, float]:
 
 
 def sidecar_dir(results_dir: Path) -> Path:
+    """``callgrind/`` in a machine's results folder (or in the results folder itself, for all machines)."""
     return results_dir / "callgrind"
 
 

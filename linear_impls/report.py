@@ -11,7 +11,9 @@ machine, commit, benchmark and parameter combination) and renders:
 2. the achieved fraction of the machine's peak and a roofline-style plot (inline SVG);
 3. gate status per implementation (``linbench check --json`` output, if given) and
    benchmarks that failed in asv;
-4. the latest commit against the previous one: cases slower or faster beyond noise;
+4. the history: every change over all commits in the metrics a shared machine cannot
+   fake (instruction counts, the ratio to F.linear; ``history.py``), each with the
+   functions whose counts changed and a chart of the case over commits;
 5. the environment: machine, CPU, torch, threads, commit, date.
 
 Given pytest-benchmark JSON (``benchmarks/quick_gate`` saved with ``--benchmark-save``
@@ -41,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import registry, sweep
+from . import history, instructions, registry, sweep
 
 BASELINE = "nn_linear"
 # (q75 - q25) / median above this marks a measurement as noisy.
@@ -59,6 +61,8 @@ _FIXED = {
     "Training.time_forward_backward": {"mode": "forward_backward", "kind": "time"},
     "HostMemory.peakmem_step": {"device": "cpu", "kind": "memory"},
     "DeviceMemory.track_peak_bytes": {"device": "cuda", "kind": "memory"},
+    "RelativeToTorch.track_ratio": {"kind": "ratio"},
+    "Instructions.track_instructions": {"kind": "instructions"},
 }
 # Parameter names of the known benchmarks, used when benchmarks.json is not there.
 _KNOWN_PARAM_NAMES = {
@@ -66,6 +70,8 @@ _KNOWN_PARAM_NAMES = {
     "Training.time_forward_backward": ["impl", "shape", "dtype", "device"],
     "HostMemory.peakmem_step": ["impl", "shape", "dtype", "mode"],
     "DeviceMemory.track_peak_bytes": ["impl", "shape", "dtype", "mode"],
+    "RelativeToTorch.track_ratio": ["impl", "shape", "dtype", "device", "mode"],
+    "Instructions.track_instructions": ["impl", "shape", "dtype", "device", "mode"],
 }
 _STAT_COLUMNS = {
     "stats_ci_99_a": "ci_a",
@@ -94,6 +100,7 @@ class ReportSummary:
     n_commits: int = 0
     n_pytest_runs: int = 0  # pytest-benchmark files read
     n_pytest_cases: int = 0  # linbench benchmarks in them, all runs
+    n_changes: int = 0  # changes found over the history (instruction counts, ratios)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -538,6 +545,7 @@ td.na{color:#aaa}
 .legend span{display:inline-block;padding:.1em .5em;margin-right:.5em;border:1px solid #ccc}
 .bar{display:inline-block;height:.8em;background:#6a9fd8;vertical-align:middle}
 .plot svg{max-width:100%;height:auto}
+h4+.plot svg{max-width:60em}
 code{background:#f4f4f4;padding:0 .2em}
 nav ul{columns:2}
 """
@@ -834,28 +842,68 @@ def _section_gates(gates: pd.DataFrame | None, failed: pd.DataFrame, impls_all: 
     return "\n".join(out)
 
 
-def _compare(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
-    cols = [*CASE_KEYS, "value", "status", "ci_a", "ci_b", "kind"]
-    m = new[cols].merge(old[cols], on=CASE_KEYS, how="inner", suffixes=("", "_old"))
-    both = (m["status"] == "ok") & (m["status_old"] == "ok")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        m["ratio"] = m["value"] / m["value_old"]
-    has_ci = m[["ci_a", "ci_b", "ci_a_old", "ci_b_old"]].notna().all(axis=1)
-    apart = (m["ci_a"] > m["ci_b_old"]) | (m["ci_b"] < m["ci_a_old"])
-    separated = ~has_ci | apart
-    m["change"] = ""
-    m.loc[both & separated & (m["ratio"] > SLOWER_RATIO), "change"] = "slower"
-    m.loc[both & separated & (m["ratio"] < FASTER_RATIO), "change"] = "faster"
-    m.loc[(m["status"] == "failed") & (m["status_old"] == "ok"), "change"] = "now failing"
-    m.loc[(m["status"] == "ok") & (m["status_old"] == "failed"), "change"] = "fixed"
-    return m[m["change"] != ""]
+# Changed cases drawn as charts (the table lists them all): each is one SVG of a few kB.
+MAX_HISTORY_CHARTS = 12
+MAX_HISTORY_ROWS = 200
 
 
-def _section_history(data: _Data, asv_html: str, ids: _Ids) -> str:
-    out = [f"<p>Latest commit against the previous one (by date) on the same machine and environment. A change "
-           f"is listed when new/old is above {SLOWER_RATIO:.2f} or below {FASTER_RATIO:.2f} and the 99% "
-           "confidence intervals do not overlap (ratio alone where asv recorded none, e.g. memory).</p>"]
+def _fmt_metric(value: float, kind: str) -> str:
+    if value is None or not math.isfinite(value):
+        return "–"
+    if kind == "instructions":
+        return f"{value / 1e3:,.1f}k" if value < 1e6 else f"{value / 1e6:,.2f}M"
+    if kind == "ratio":
+        return f"{value:.3g}×"
+    return fmt_time(value) if kind == "time" else fmt_bytes(value)
+
+
+def _history_svg(ser: dict[str, pd.DataFrame], change: pd.Series) -> str:
+    """The case over commits: instructions, ratio, and wall time with its run-to-run band."""
+    from matplotlib.figure import Figure
+
+    commits = ser["_commits"]
+    panels = [m for m in history.METRICS if m.kind in ser]
+    fig = Figure(figsize=(3.1 * max(len(panels), 1), 2.2))
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.2, top=0.82, wspace=0.38)
+    step_pos = commits.loc[commits["commit"] == change["after_commit"], "pos"]
+    for i, metric in enumerate(panels, 1):
+        ax = fig.add_subplot(1, len(panels), i)
+        d = ser[metric.kind]
+        scale = 1e6 if metric.kind == "time" else (1e3 if metric.kind == "instructions" else 1)
+        unit = {"time": " (µs)", "instructions": " (k)"}.get(metric.kind, "")
+        y = d["value"] / scale
+        ax.plot(d["pos"], y, marker="o", markersize=3, linewidth=1,
+                color="#b00" if metric.kind == change["kind"] else "#36c")
+        if metric.kind == "time" and len(d):
+            mid = float(np.median(y))
+            ax.axhspan(mid * (1 - history.WALL_TIME_NOISE), mid * (1 + history.WALL_TIME_NOISE), color="#ccc",
+                       alpha=0.5, linewidth=0)
+        if len(step_pos):
+            ax.axvline(float(step_pos.iloc[0]) - 0.5, color="#888", linestyle="--", linewidth=0.8)
+        ax.set_title(metric.label + unit, fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.set_xlim(-0.5, max(len(commits) - 0.5, 0.5))
+        ax.set_xlabel("commit (oldest first)", fontsize=6)
+        ax.grid(True, alpha=0.3)
+    return _svg(fig)
+
+
+def _section_history(data: _Data, asv_html: str, ids: _Ids, results_dir: Path,
+                     thresholds: dict[str, float]) -> tuple[str, int]:
+    """Every change over the whole history, per machine and environment; returns (html, changes found)."""
+    metric_lines = "".join(
+        f"<li><b>{e(m.label)}</b>{' (decides)' if m.decides else ''}: {e(m.measures)}</li>" for m in history.METRICS)
+    limits = ", ".join(f"{e(m.label)} {history.threshold_for(f'bench_linear.{m.benchmark}', thresholds):.0%}"
+                       for m in history.METRICS if m.decides)
+    out = [f"<ul>{metric_lines}</ul>",
+           "<p>A change is a step found by asv's own step detection over each case's whole history (what asv's "
+           f"regressions page runs), larger than the metric's threshold in asv.conf.json ({limits}) and than "
+           "the scatter on either side. Charts: the case over commits, the dashed line at the step, wall time "
+           f"with a ±{history.WALL_TIME_NOISE:.0%} band (its run-to-run noise on a shared machine).</p>"]
     frame = data.frame[data.frame["status"] != "skipped"]
+    changes = history.find_changes(frame, data.files, thresholds)
+    n_found = 0
+    charts = 0
     for (machine, env), fl in data.files.groupby(["machine", "env"], sort=True):
         fl = fl.sort_values(["date", "commit"], na_position="first")
         out.append(f'<h3 id="{e(ids("hist"))}">{e(machine)} — {e(env)}</h3>')
@@ -863,30 +911,51 @@ def _section_history(data: _Data, asv_html: str, ids: _Ids) -> str:
             out.append(f"<p>Only one commit (<code>{e(fl.iloc[-1]['commit'][:12])}</code>) has results here: "
                        "no history to compare yet.</p>")
             continue
-        new_f, old_f = fl.iloc[-1], fl.iloc[-2]
-        changes = _compare(frame[frame["file"] == new_f["file"]], frame[frame["file"] == old_f["file"]])
-        out.append(f"<p><code>{e(old_f['commit'][:12])}</code> ({e(fmt_date(old_f['date']))}) → "
-                   f"<code>{e(new_f['commit'][:12])}</code> ({e(fmt_date(new_f['date']))}); "
-                   f"{len(fl)} commits in all; <a href='{e(asv_html)}'>asv pages</a></p>")
-        if changes.empty:
-            out.append("<p class='ok'>No change beyond noise.</p>")
+        mine = changes[(changes["machine"] == machine) & (changes["env"] == env)]
+        have = sorted(set(frame.loc[frame["file"].isin(fl["file"]), "kind"]) & set(history.DECIDING))
+        out.append(f"<p>{len(fl)} commits, <code>{e(fl.iloc[0]['commit'][:12])}</code> "
+                   f"({e(fmt_date(fl.iloc[0]['date']))}) → <code>{e(fl.iloc[-1]['commit'][:12])}</code> "
+                   f"({e(fmt_date(fl.iloc[-1]['date']))}); deciding metrics recorded: "
+                   f"{e(', '.join(have) or 'none (older results: wall time only)')}; "
+                   f"<a href='{e(asv_html)}'>asv pages</a></p>")
+        if mine.empty:
+            out.append("<p class='ok'>No change in any case over the whole history.</p>")
             continue
-        order = {"now failing": 0, "slower": 1, "fixed": 2, "faster": 3}
-        changes = changes.assign(_o=changes["change"].map(order)).sort_values(["_o", "ratio"],
-                                                                            ascending=[True, False])
-        out.append("<table><tr><th>change</th><th>benchmark</th><th>implementation</th><th>shape</th><th>dtype</th>"
-                   "<th>device / mode</th><th>old</th><th>new</th><th>new/old</th></tr>")
-        for r in changes.itertuples(index=False):
-            fmt = fmt_time if r.kind == "time" else fmt_bytes
-            link = _asv_link(asv_html, r.benchmark, str(machine), {"impl": r.impl, "shape": r.shape})
-            cls = "bad" if r.change in ("slower", "now failing") else "ok"
-            ratio = f"{r.ratio:.2f}" if math.isfinite(r.ratio) else "–"
-            out.append(f"<tr><td class='{cls}'>{e(r.change)}</td><td><a href='{e(link)}'>{e(_short(r.benchmark))}"
-                       f"</a></td><th>{e(r.impl)}</th><td>{e(r.shape)}</td><td>{e(r.dtype)}</td>"
-                       f"<td>{e(r.device)} {e(r.mode)}</td><td class='cell'>{e(fmt(r.value_old))}</td>"
-                       f"<td class='cell'>{e(fmt(r.value))}</td><td class='cell'>{e(ratio)}</td></tr>")
+        n_found += len(mine)
+        mine = mine.assign(_up=mine["ratio"] < 1).sort_values(["_up", "after_commit", "ratio"],
+                                                              ascending=[True, True, False])
+        out.append(f"<p class='bad'>{len(mine)} changes.</p>")
+        out.append("<table><tr><th>metric</th><th>implementation</th><th>shape</th><th>dtype</th>"
+                   "<th>device / mode</th><th>step between commits</th><th>before</th><th>after</th>"
+                   "<th>after/before</th><th>functions whose instructions per call changed most</th></tr>")
+        for _, r in mine.head(MAX_HISTORY_ROWS).iterrows():
+            link = _asv_link(asv_html, r["benchmark"], str(machine), {"impl": r["impl"], "shape": r["shape"]})
+            cls = "bad" if r["ratio"] > 1 else "ok"
+            deltas = history.explain(results_dir, r)
+            if deltas is None:
+                why = "<i>no per-function counts kept</i>" if r["kind"] == "instructions" else ""
+            else:
+                why = "<br>".join(f"<code>{d.change:+,.0f}</code> {e(instructions.short_function(d.function))}"
+                                  for d in deltas) or "<i>no single function moved</i>"
+            out.append(
+                f"<tr><td><a href='{e(link)}'>{e(r['kind'])}</a></td><th>{e(r['impl'])}</th><td>{e(r['shape'])}</td>"
+                f"<td>{e(r['dtype'])}</td><td>{e(r['device'])} {e(r['mode'])}</td>"
+                f"<td><code>{e(r['before_commit'][:8])}</code> → <code>{e(r['after_commit'][:8])}</code></td>"
+                f"<td class='cell'>{e(_fmt_metric(r['before'], r['kind']))}</td>"
+                f"<td class='cell'>{e(_fmt_metric(r['after'], r['kind']))}</td>"
+                f"<td class='cell {cls}'>{r['ratio']:.3f}</td><td>{why}</td></tr>")
         out.append("</table>")
-    return "\n".join(out)
+        if len(mine) > MAX_HISTORY_ROWS:
+            out.append(f"<p>… and {len(mine) - MAX_HISTORY_ROWS} more.</p>")
+        for _, r in mine.iterrows():
+            if charts >= MAX_HISTORY_CHARTS:
+                out.append(f"<p>Charts for the first {MAX_HISTORY_CHARTS} changes only.</p>")
+                break
+            charts += 1
+            ser = history.series(frame, data.files, r.to_dict())
+            title = f"{r['impl']} {r['shape']} {r['dtype']} {r['device']} {r['mode']}: {r['kind']}"
+            out.append(f"<h4>{e(title)}</h4><div class='plot'>{_history_svg(ser, r)}</div>")
+    return "\n".join(out), n_found
 
 
 def _threads(f: pd.Series) -> str:
@@ -1196,7 +1265,8 @@ def _pb_compare(rates: pd.DataFrame, old: pd.Series, new: pd.Series) -> str:
 
 
 def build_report(results_dir: Path, out: Path, *, gates_json: Path | None = None,
-                 asv_html: str = "asv/index.html", pytest_benchmark: Iterable[Path] = ()) -> ReportSummary:
+                 asv_html: str = "asv/index.html", pytest_benchmark: Iterable[Path] = (),
+                 asv_conf: Path | None = None) -> ReportSummary:
     """Build the summary page ``out`` from asv results under ``results_dir``.
 
     ``pytest_benchmark``: pytest-benchmark JSON files, or folders searched for
@@ -1206,6 +1276,8 @@ def build_report(results_dir: Path, out: Path, *, gates_json: Path | None = None
     results file and no pytest-benchmark run is given, when a pytest-benchmark path
     is missing or not pytest-benchmark JSON, or when ``gates_json`` is given but
     unusable; a corrupt results file is skipped and named in ``ReportSummary.warnings``.
+    ``asv_conf``: the asv.conf.json whose ``regressions_thresholds`` decide what a
+    change is in the history (asv's defaults without one).
     """
     results_dir, out = Path(results_dir), Path(out)
     pb_warnings: list[str] = []
@@ -1225,6 +1297,7 @@ def build_report(results_dir: Path, out: Path, *, gates_json: Path | None = None
     tocs: dict[str, list[tuple[str, str]]] = {}
     sections: list[tuple[str, str, str]] = []
     n_missing = 0
+    n_changes = 0
     if len(data.files):
         rates = _add_rates(latest)
         missing = _missing_cases(latest, latest_files["file"], impls_all)
@@ -1236,8 +1309,10 @@ def build_report(results_dir: Path, out: Path, *, gates_json: Path | None = None
             ("perf", "Time, GFLOP/s and speedup (latest commit)", perf_html),
             ("peak", "Fraction of the machine's peak", _section_peak(rates, latest_files, ids)),
             ("gates", "Gate status", _section_gates(gates, failed, impls_all, asv_html)),
-            ("history", "History", _section_history(data, asv_html, ids)),
         ]
+        history_html, n_changes = _section_history(data, asv_html, ids, results_dir,
+                                                   history.load_thresholds(asv_conf))
+        sections.append(("history", "History: what changed, and why", history_html))
         n_missing = int(((missing["status"] == "missing") & (missing["reason"] == "")).sum())
     if pb is not None:
         pb_html, tocs["pytest"] = _section_pytest(pb, ids)
@@ -1259,6 +1334,7 @@ def build_report(results_dir: Path, out: Path, *, gates_json: Path | None = None
         n_pytest_runs=len(pb.runs) if pb is not None else 0,
         n_pytest_cases=len(pb.frame) if pb is not None else 0,
         warnings=warnings,
+        n_changes=n_changes,
     )
     page = _page(summary, sections, tocs, asv_html, results_dir)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from linear_impls import bench, sweep
+from linear_impls import bench, instructions, sweep
 
-from .conftest import ASV_FAULTY, ASV_GOOD, ASV_MORE_FAULTY, ASV_SHAPES, ASV_TIMEOUT, asv_config, run_asv
+from .conftest import ASV_FAULTY, ASV_GOOD, ASV_MORE_FAULTY, ASV_SHAPES, ASV_TIMEOUT, ROOT, asv_config, run_asv
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +127,38 @@ def test_regex_selects_exactly_the_sweep():
     assert not selected("bench_linear.Inference.time_forward('f_linear', '64x256x256', 'float32', 'cuda')")
     assert not selected("bench_linear.Inference.time_forward('f_linear', '512x1024x1024', 'float32', 'cpu')")
     assert not selected("bench_linear.HostMemory.peakmem_step('f_linear', '64x256x256', 'float32', 'forward')")
+
+
+@pytest.mark.skipif(instructions.unavailable_reason() is not None, reason=str(instructions.unavailable_reason()))
+def test_instructions_and_ratio_are_recorded_by_asv(tmp_path):
+    """One valgrind process (setup_cache) counts f_linear's quick cases; asv records each, n/a elsewhere."""
+    import subprocess
+
+    config = asv_config(tmp_path)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=str(ROOT), capture_output=True, text=True,
+                          check=True).stdout.strip()
+    run_asv(config, "machine", "--yes", "--machine", "linbench-test")
+    proc = run_asv(config, "run", "-E", f"existing:{sys.executable}", "--set-commit-hash", head,
+                   "--machine", "linbench-test", "--show-stderr",
+                   "-b", r"^bench_linear\.Instructions\.\w+\('(?:f_linear|nn_linear)', '(?:1x8x8|64x256x256)', "
+                         r"'float32', '(?:cpu|cuda)'",
+                   "-b", r"^bench_linear\.RelativeToTorch\.\w+\('f_linear', '1x8x8', 'float32', 'cpu', 'forward'\)",
+                   env_extra={"LINBENCH_INSTRUCTION_IMPLS": "f_linear"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _data, values = _results(tmp_path / "results")
+    name = "bench_linear.Instructions.track_instructions"
+    small = values[(name, "f_linear", "1x8x8", "float32", "cpu", "forward")]
+    big = values[(name, "f_linear", "64x256x256", "float32", "cpu", "forward")]
+    train = values[(name, "f_linear", "64x256x256", "float32", "cpu", "forward_backward")]
+    assert 5_000 < small < big < train, (small, big, train)
+    # A 64x256x256 float32 GEMM is 8.4 MFLOP: hundreds of thousands of AVX2 instructions at least.
+    assert big > 300_000
+    for skipped in (("f_linear", "1x8x8", "float32", "cuda", "forward"), ("nn_linear", "1x8x8", "float32", "cpu",
+                                                                          "forward")):
+        v = values[(name, *skipped)]
+        assert v is not None and v != v, (skipped, v)  # n/a, not failed
+    out = proc.stdout + proc.stderr
+    assert "instructions are counted on the CPU only" in out
+    assert "LINBENCH_INSTRUCTION_IMPLS leaves nn_linear out" in out
+    ratio = values[("bench_linear.RelativeToTorch.track_ratio", "f_linear", "1x8x8", "float32", "cpu", "forward")]
+    assert 0.5 < ratio < 2, ratio  # F.linear against torch's own F.linear

@@ -1,0 +1,158 @@
+"""Does the history show a real 5% step, and nothing else, on this shared machine?
+
+Builds a scratch history: a clone of HEAD plus ``--commits`` commits that only edit a
+comment in ``linear_impls/builtins.py``, one of which (``--plant-at``) also makes
+``addmm`` do about 5% more work at 64x256x256 (it multiplies three rows once more
+and drops the result).  Then, as a user would:
+
+1. plain ``asv run FIRST^..main`` on the quick sweep (``-b`` narrowed to a few
+   implementations, to keep the trial to minutes), then ``asv publish``;
+2. reads asv's ``regressions.json``: the planted step must be listed at its commit
+   (in the instruction counts at least), and no other step in any metric;
+3. builds the summary page from that history: its history section must list the
+   planted change, with the functions that changed, and nothing between commits
+   that differ by a comment.
+
+Prints every step asv and the page found, and a verdict line; exit 0 when both hold.
+
+    .venv/bin/python benchmarks/history_trial.py            # 9 commits, ~15 minutes here
+    .venv/bin/python benchmarks/history_trial.py --keep /tmp/trial   # keep the scratch clone
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PLANTED_IMPL = "addmm"
+PLANTED_SHAPE = "64x256x256"
+IMPLS = ("addmm", "f_linear", "nn_linear")
+# The line the plant inserts into addmm's forward: three rows multiplied again, unused.
+PLANT = ("        if x.shape == (64, 256):  # planted: ~5% more work at one shape\n"
+         "            _ = rows[:3] @ weight.T\n")
+ANCHOR = "        y = torch.mm(rows, weight.T) if bias is None else torch.addmm(bias, rows, weight.T)\n"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=trial", "-c", "user.email=trial@invalid", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def build_history(repo: Path, n_commits: int, plant_at: int) -> list[str]:
+    """``n_commits`` commits on top of the clone's HEAD; returns their hashes, oldest first."""
+    path = repo / "linear_impls" / "builtins.py"
+    commits = []
+    for i in range(1, n_commits + 1):
+        text = path.read_text()
+        text += f"# history trial: comment-only change {i}\n"
+        message = f"trial commit {i}: a comment"
+        if i == plant_at:
+            if ANCHOR not in text:
+                raise SystemExit("history_trial: addmm's forward changed; update ANCHOR")
+            text = text.replace(ANCHOR, PLANT + ANCHOR)
+            message = f"trial commit {i}: addmm does ~5% more work at {PLANTED_SHAPE}"
+        path.write_text(text)
+        git(repo, "commit", "-q", "-am", message)
+        commits.append(git(repo, "rev-parse", "HEAD"))
+    return commits
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--commits", type=int, default=9, help="commits in the scratch history (default 9)")
+    ap.add_argument("--plant-at", type=int, default=5, help="which of them plants the step (default 5)")
+    ap.add_argument("--keep", metavar="DIR", help="build the scratch clone here and keep it")
+    args = ap.parse_args(argv)
+    # Imported here, not at the top: asv imports every module under benchmarks/ in its
+    # environments, which have torch but not the report's pandas.
+    sys.path.insert(0, str(ROOT))
+    from linear_impls import history, report
+    if not 2 <= args.plant_at <= args.commits - 1:
+        print("history_trial: --plant-at must leave a commit before and after it (asv needs two after a step)",
+              file=sys.stderr)
+        return 2
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="linbench-history-"))
+    repo = work / "repo"
+    shutil.rmtree(repo, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", "--branch", "main", str(ROOT), str(repo)], check=True)
+    (repo / ".asv").mkdir(exist_ok=True)
+    if (ROOT / ".asv" / "env").is_dir():  # reuse the built environments (torch is a minute to install)
+        (repo / ".asv" / "env").symlink_to(ROOT / ".asv" / "env")
+    commits = build_history(repo, args.commits, args.plant_at)
+    planted = commits[args.plant_at - 1]
+    asv = str(Path(sys.executable).parent / "asv")
+    # setup_cache counts every implementation the sweep has unless told otherwise.
+    env = dict(os.environ, LINBENCH_SWEEP="quick", LINBENCH_INSTRUCTION_IMPLS=",".join(IMPLS))
+    alt = "|".join(IMPLS)
+    t0 = time.perf_counter()
+    subprocess.run([asv, "machine", "--yes", "--machine", "trial"], cwd=repo, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    cmd = [asv, "run", f"{commits[0]}^..main", "--machine", "trial", "--record-samples",
+           "-b", rf"^bench_linear\.(Inference|Training|RelativeToTorch|Instructions)\.\w+\('(?:{alt})', "
+                 r"'(?:3x2x3|1x8x8|1x64x64|64x256x256)', 'float32', 'cpu'"]
+    print("history_trial:", " ".join(cmd), flush=True)
+    with open(work / "asv-run.log", "w") as log:
+        code = subprocess.run(cmd, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    run_s = time.perf_counter() - t0
+    print(f"history_trial: asv run of {len(commits)} commits took {run_s:.0f} s (exit {code}); "
+          f"log: {work / 'asv-run.log'}", flush=True)
+    subprocess.run([asv, "publish"], cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL)
+    regressions = json.loads((repo / "reports" / "asv" / "regressions.json").read_text())["regressions"]
+
+    short = {c: f"{i + 1}:{c[:8]}" for i, c in enumerate(commits)}
+    ok = True
+    found_planted = False
+    print(f"\nasv regressions.json: {len(regressions)} entries")
+    for name, _graph, _params, jumps, *_ in regressions:
+        for jump in jumps:
+            after = jump[1]
+            after_hash = next((c for c in commits if c.startswith(str(after))), None) if isinstance(after, str) \
+                else None
+            planted_here = PLANTED_IMPL in name and PLANTED_SHAPE in name and ".Instructions." in name
+            label = short.get(after_hash, str(after))
+            verdict = "planted" if planted_here else "UNEXPECTED"
+            print(f"  {verdict:<10} {name}: step at {label}, {jump[2]:.4g} -> {jump[3]:.4g}")
+            found_planted |= planted_here
+            ok &= planted_here
+    print(f"  planted step listed: {found_planted}")
+    ok &= found_planted
+
+    out = work / "report" / "index.html"
+    summary = report.build_report(repo / ".asv" / "results", out, asv_conf=repo / "asv.conf.json")
+    data = report.load_results(repo / ".asv" / "results")
+    changes = history.find_changes(data.frame[data.frame["status"] != "skipped"], data.files,
+                                   history.load_thresholds(repo / "asv.conf.json"))
+    print(f"\nsummary page ({out}): {summary.n_changes} changes over {data.files['commit'].nunique()} commits")
+    page_planted = False
+    for _, c in changes.iterrows():
+        is_planted = (c["impl"] == PLANTED_IMPL and c["shape"] == PLANTED_SHAPE and c["after_commit"] == planted)
+        deltas = history.explain(repo / ".asv" / "results", c) or []
+        print(f"  {'planted' if is_planted else 'UNEXPECTED':<10} {c['kind']} {c['impl']} {c['shape']} {c['mode']}: "
+              f"{short.get(c['before_commit'], c['before_commit'][:8])} -> "
+              f"{short.get(c['after_commit'], c['after_commit'][:8])}, {c['before']:.4g} -> {c['after']:.4g} "
+              f"({c['ratio']:.3f})")
+        for d in deltas:
+            print(f"             {d.change:+.0f}/call {d.function[:100]}")
+        page_planted |= is_planted and c["kind"] == "instructions" and bool(deltas)
+        ok &= is_planted
+    history_html = out.read_text().split('id="history"')[1]
+    print(f"  planted change listed with its functions: {page_planted}; in the page: {PLANTED_IMPL in history_html}")
+    ok &= page_planted
+    print(f"\nhistory_trial: {'PASS' if ok else 'FAIL'}: {len(commits)} commits, planted at {short[planted]}, "
+          f"asv run {run_s:.0f} s")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""What changed over a results history, decided by the metrics a shared machine cannot fake.
+
+One rule for the summary page and asv's own regressions page: asv's step detection
+(``asv.step_detect.detect_steps``, what ``asv publish`` runs) on each case's series
+over commits, and a step is a change when it is larger than the metric's threshold
+in ``asv.conf.json``'s ``regressions_thresholds`` (the same table asv's regressions
+page reads) and larger than the segments' own scatter.  Only the metrics in
+``DECIDING`` decide; wall time is drawn beside them, never used to call a change,
+because on a shared runner it moves 20-50% with no change at all.
+
+This module is analysis only (pandas in, pandas out); the report renders it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import instructions
+
+
+@dataclass(frozen=True)
+class Metric:
+    kind: str  # the report's "kind" column
+    benchmark: str  # Class.method, any module
+    label: str
+    measures: str  # one line: what it measures, and what it cannot see
+    decides: bool
+
+
+METRICS = (
+    Metric("instructions", "Instructions.track_instructions", "instructions per call",
+           "what the CPU executes per call, counted under callgrind: the same in every run of a commit. "
+           "Blind to memory stalls and cache misses, to the AVX-512 paths (valgrind shows the program none) "
+           "and to the GPU.", True),
+    Metric("ratio", "RelativeToTorch.track_ratio", "time over F.linear",
+           "the call's time over torch's own F.linear on the same inputs, in alternating ~2 ms blocks in one "
+           "process, so the machine's slow spells cancel. Sees memory effects and the GPU; blind to a change "
+           "in torch itself (F.linear moves with it) and to changes under its noise (about 10%).", True),
+    Metric("time", "time_", "wall time per call",
+           "what a user pays per call, but on a shared runner it moves 20-50% between runs of one commit: "
+           "drawn with that band, never used to call a change.", False),
+)
+DECIDING = tuple(m.kind for m in METRICS if m.decides)
+# asv's own default when no regressions_thresholds entry matches.
+ASV_DEFAULT_THRESHOLD = 0.05
+# The band drawn around wall time: the run-to-run spread measured on the shared VM
+# (benchmarks/README.md); a single run's median is good to about this much.
+WALL_TIME_NOISE = 0.3
+
+
+def load_thresholds(conf_path: Path | None) -> dict[str, float]:
+    """``regressions_thresholds`` from an asv.conf.json (asv's JSON with // comments); {} if none."""
+    if conf_path is None or not Path(conf_path).is_file():
+        return {}
+    text = Path(conf_path).read_text(encoding="utf-8")
+    text = re.sub(r'^\s*//.*$|("(?:\\.|[^"\\])*")|//.*$', lambda m: m.group(1) or "", text, flags=re.M)
+    try:
+        conf = json.loads(text)
+    except ValueError:
+        return {}
+    table = conf.get("regressions_thresholds") if isinstance(conf, dict) else None
+    out = {}
+    for regex, value in (table or {}).items():
+        try:
+            out[str(regex)] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def threshold_for(benchmark: str, thresholds: dict[str, float]) -> float:
+    """asv's rule: the largest threshold whose regex matches the benchmark's name, else 5%."""
+    matched = [t for regex, t in thresholds.items() if re.match(regex, benchmark)]
+    return max(matched) if matched else ASV_DEFAULT_THRESHOLD
+
+
+CASE = ["machine", "env", "benchmark", "impl", "shape", "dtype", "device", "mode"]
+
+
+def ordered_commits(files: pd.DataFrame) -> pd.DataFrame:
+    """Each machine and environment's commits, oldest first (by the date asv recorded), with a position."""
+    f = files.sort_values(["machine", "env", "date", "commit"], na_position="first").copy()
+    f["pos"] = f.groupby(["machine", "env"]).cumcount()
+    return f[["file", "machine", "env", "commit", "date", "pos"]]
+
+
+def find_changes(frame: pd.DataFrame, files: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
+    """Every step over the whole history of each case, in the deciding metrics.
+
+    ``frame`` is the report's long table (a row per results file, benchmark and
+    parameter combination, with ``kind``, ``value`` and ``status``).  Returns one row
+    per change: the case, the metric, the last commit before and the first after
+    the step, the segment values on each side, their ratio and the threshold used.
+    """
+    from asv import step_detect
+
+    cols = [*CASE, "kind", "before_commit", "after_commit", "before", "after", "ratio", "threshold",
+            "n_commits"]
+    rows = []
+    pos = ordered_commits(files)
+    data = frame[frame["kind"].isin(DECIDING) & (frame["status"] == "ok")]
+    if data.empty:
+        return pd.DataFrame(columns=cols)
+    data = data.drop(columns=["machine", "env", "commit"], errors="ignore").merge(pos, on="file")
+    for key, g in data.groupby(CASE, sort=True):
+        if len(g) < 2:
+            continue
+        g = g.sort_values("pos")
+        y = g["value"].to_numpy(dtype=float)
+        threshold = threshold_for(key[2], thresholds)
+        lo, hi = np.min(y), np.max(y)
+        if hi <= lo * (1 + threshold):
+            continue  # the whole series lies within the threshold: no step can exceed it
+        steps = step_detect.detect_steps(list(y))
+        commits = g["commit"].to_list()
+        for (_l0, r0, v0, _m0, e0), (l1, _r1, v1, _m1, e1) in zip(steps, steps[1:], strict=False):
+            if abs(v1 - v0) > max(threshold * abs(v0), e0, e1):
+                rows.append([*key, g["kind"].iloc[0], commits[r0 - 1], commits[l1], v0, v1,
+                             v1 / v0 if v0 else np.inf, threshold, len(g)])
+    return pd.DataFrame(rows, columns=cols)
+
+
+def series(frame: pd.DataFrame, files: pd.DataFrame, case: dict) -> dict[str, pd.DataFrame]:
+    """A case's values over commits in every metric: {kind: frame with pos, commit, value, q25, q75}.
+
+    Wall time is matched on the case's impl, shape, dtype, device and mode whatever its benchmark.
+    """
+    pos = ordered_commits(files)
+    pos = pos[(pos["machine"] == case["machine"]) & (pos["env"] == case["env"])]
+    sel = frame[(frame["status"] == "ok") & frame["file"].isin(pos["file"])]
+    for k in ("impl", "shape", "dtype", "device", "mode"):
+        sel = sel[sel[k] == case[k]]
+    out = {}
+    for kind, g in sel.groupby("kind"):
+        g = g.drop(columns=["machine", "env", "commit"], errors="ignore").merge(pos, on="file").sort_values("pos")
+        out[str(kind)] = g[["pos", "commit", "value", "q25", "q75"]].reset_index(drop=True)
+    out["_commits"] = pos[["pos", "commit"]].reset_index(drop=True)
+    return out
+
+
+def explain(results_dir: Path, change: pd.Series, top: int = 5) -> list[instructions.FunctionDelta] | None:
+    """The functions behind a changed instruction count, from the per-function counts kept beside the results.
+
+    None when either commit's counts were not kept (an older run, another results folder).
+    """
+    if change["kind"] != "instructions":
+        return None
+    key = instructions.case_key(change["impl"], change["shape"], change["dtype"], change["mode"])
+    # The machine's own folder (linbench run, the gate), else the shared one (plain asv run).
+    for folder in (Path(results_dir) / change["machine"], Path(results_dir)):
+        folder = instructions.sidecar_dir(folder)
+        base = instructions.load(folder, change["before_commit"], change["env"]).get(key)
+        head = instructions.load(folder, change["after_commit"], change["env"]).get(key)
+        if base and head:
+            return instructions.delta(base["functions"], head["functions"], top)
+    return None
