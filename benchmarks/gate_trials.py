@@ -6,6 +6,9 @@ Builds a scratch clone of this checkout's HEAD and, in it, these commits:
 * ``slow20`` / ``slow10``: ``f_linear``'s forward does its work twice on every 5th
   (10th) call when its weight is 256x256, i.e. only at ``64x256x256``: 20% (10%)
   more time for that one case, tracking the machine's speed as the real work does;
+* ``work5``: ``f_linear`` also multiplies three of the input's rows when its weight
+  is 256x256: about 5% more instructions at ``64x256x256``, which the instruction
+  counts must catch (the ratio's noise hides 5%);
 * ``plugin``: a plugin ``linbench_plugins/gate_trial.py`` (``trial_linear``, a copy
   of F.linear loaded through ``LINEAR_IMPLS_PLUGINS``), and ``plugin_slow20``, the
   same plugin slowed the same way: plugins must take part in the gate like built-ins.
@@ -13,7 +16,8 @@ Builds a scratch clone of this checkout's HEAD and, in it, these commits:
 then runs the real ``linbench gate`` CLI for each scenario, rounds of scenarios
 interleaved so the machine's drift spreads over all of them, and tallies:
 
-    .venv/bin/python benchmarks/gate_trials.py [--trials 5] [--scenarios aa,slow20,slow10,plugin20]
+    .venv/bin/python benchmarks/gate_trials.py [--trials 5] [--scenarios aa,slow20,slow10,work5,plugin20]
+    .venv/bin/python benchmarks/gate_trials.py --scenarios aa,work5 -- --bench f_linear   # minutes, not an hour
 
 A detection is the planted case flagged ``slower``; any other case flagged is a
 false alarm.  Run it on a quiet machine: everything else running moves timings.
@@ -59,6 +63,17 @@ def _slowed(name: str, every: int) -> str:
 '''
 
 
+# About 5% more work at one shape, every call: 3 of 64 rows multiplied again.
+F_LINEAR_WORK5 = '''def f_linear(weight, bias):
+    def forward(x):
+        if tuple(weight.shape) == (256, 256):  # planted by benchmarks/gate_trials.py
+            F.linear(x[:3], weight)
+        return F.linear(x, weight, bias)
+
+    return forward
+'''
+
+
 PLUGIN = '''"""A copy of F.linear as a plugin: benchmarks/gate_trials.py slows it in a commit."""
 
 import torch.nn.functional as F
@@ -99,6 +114,7 @@ def build_scratch(scratch: Path) -> dict[str, tuple[str, str, str, str | None]]:
     aa = commit(scratch, base, {src: builtins + "# A comment: nothing else changes.\n"}, "A/A: a comment")
     slow20 = commit(scratch, base, {src: builtins.replace(F_LINEAR, _slowed("f_linear", 5))}, "f_linear 20% slower")
     slow10 = commit(scratch, base, {src: builtins.replace(F_LINEAR, _slowed("f_linear", 10))}, "f_linear 10% slower")
+    work5 = commit(scratch, base, {src: builtins.replace(F_LINEAR, F_LINEAR_WORK5)}, "f_linear 5% more work")
     plugin_file = "linbench_plugins/gate_trial.py"
     plain = F_LINEAR.replace("f_linear", "trial_linear")
     p_base = commit(scratch, base, {plugin_file: PLUGIN.format(body=plain)}, "plugin trial_linear")
@@ -106,7 +122,8 @@ def build_scratch(scratch: Path) -> dict[str, tuple[str, str, str, str | None]]:
                     "plugin trial_linear 20% slower")
     plugin_env = "linbench_plugins.gate_trial"
     return {"aa": (base, aa, "", None), "slow20": (base, slow20, "", "f_linear"),
-            "slow10": (base, slow10, "", "f_linear"), "plugin20": (p_base, p_slow, plugin_env, "trial_linear")}
+            "slow10": (base, slow10, "", "f_linear"), "work5": (base, work5, "", "f_linear"),
+            "plugin20": (p_base, p_slow, plugin_env, "trial_linear")}
 
 
 def run_gate(scratch: Path, base: str, head: str, plugins: str, out: Path, extra: list[str]) -> dict:
@@ -172,7 +189,9 @@ def main() -> int:
             print(f"trial {trial} {s:<9} exit {r['exit']}  {r['wall']:.0f} s  planted-case ratio "
                   f"{tally[s][-1]['ratio'] or float('nan'):.3f}  detected {bool(hit)}  "
                   f"false alarms {len(false)}" + "".join(f"\n    false: {c['label']} x{c['ratio']:.3f} "
-                                                         f"p={c['p']:.1e}" for c in false), flush=True)
+                                                         f"p={c['p'] or float('nan'):.1e}" for c in false)
+                  + "".join(f"\n    caught: {c['label']} x{c['ratio']:.4f} ({c['unit']})"
+                            + "".join(f"\n      {f}" for f in c.get("functions") or ()) for c in hit), flush=True)
     print("\nSUMMARY (" + " ".join(extra or ["default gate settings"]) + ")")
     for s, rows in tally.items():
         walls = sorted(r["wall"] for r in rows)

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     planted = commits[args.plant_at - 1]
     asv = str(Path(sys.executable).parent / "asv")
     # setup_cache counts every implementation the sweep has unless told otherwise.
-    env = dict(os.environ, LINBENCH_SWEEP="quick", LINBENCH_INSTRUCTION_IMPLS=",".join(IMPLS))
+    env = dict(os.environ, LINBENCH_SWEEP="quick", LINBENCH_INSTRUCTIONS_SELECT=f"'(?:{'|'.join(IMPLS)})'")
     alt = "|".join(IMPLS)
     t0 = time.perf_counter()
     subprocess.run([asv, "machine", "--yes", "--machine", "trial"], cwd=repo, env=env, check=True,

@@ -1,10 +1,17 @@
-"""Do two asv runs of the same commit agree?  Prints raw and drift-corrected figures.
+"""Do two asv runs of the same commit agree?  Each metric of the history, A/A.
 
 Runs the sweep through ``linbench run`` twice on HEAD (or reuses a saved copy of a
-first run's results file with ``--first``), then compares the medians of every
-timed case that takes at least 20 µs.  This shared machine's speed drifts by up
-to ~25% over tens of minutes, moving every case alike, so each run is also
-divided by its overall drift: the median of all cases' run2/run1 ratios.
+first run's results file with ``--first``), then compares, case by case:
+
+* instructions per call (``Instructions``): the share within 1% (target: 99%);
+* the ratio to F.linear (``RelativeToTorch``): the share within 10% (target: 95%);
+* wall time, for every timed case that takes at least 20 µs.  This shared
+  machine's speed drifts by up to ~25% over tens of minutes, moving every case
+  alike, so each run is also divided by its overall drift: the median of all
+  cases' run2/run1 ratios.
+
+Exit 0 when both deciding metrics meet their targets.  Each run's wall time is the
+sweep's cost with every metric.
 
     .venv/bin/python benchmarks/repeatability.py [--sweep default] [--first saved.json]
 """
@@ -25,6 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from asv_tools import ROOT, cases  # noqa: E402
 
 TIMED = ("bench_linear.Inference.time_forward", "bench_linear.Training.time_forward_backward")
+# The deciding metrics of the history: (benchmark, label, tolerance, target share).
+DECIDING = (("bench_linear.Instructions.track_instructions", "instructions per call", 0.01, 0.99),
+            ("bench_linear.RelativeToTorch.track_ratio", "ratio to F.linear", 0.10, 0.95))
 
 
 def _results_file(rev: str) -> Path:
@@ -104,7 +114,21 @@ def main() -> int:
     for k, r in worst:
         kind = k[0].split(".")[1]
         print(f"  {r / drift:6.3f}  {kind:<9} {' '.join(k[1:])}  ({a[k] * 1e6:.1f} -> {b[k] * 1e6:.1f} us)")
-    return 0 if cor_ok / n >= 0.95 else 1
+    met = True
+    for name, label, tol, target in DECIDING:
+        ma, mb = cases(first, name), cases(second, name)
+        both = [k for k in ma if k in mb]
+        if not both:
+            print(f"\n{label}: no case measured in both runs")
+            met = False
+            continue
+        rel = {k: mb[k]["median"] / ma[k]["median"] for k in both}
+        ok = sum(abs(r - 1) <= tol for r in rel.values())
+        print(f"\n{label}: within {tol:.0%}: {ok}/{len(both)} = {ok / len(both):.1%}  (target >= {target:.0%})")
+        for k, r in sorted(rel.items(), key=lambda kv: -abs(kv[1] - 1))[:5]:
+            print(f"  {r:7.4f}  {' '.join(map(str, k))}  ({ma[k]['median']:.6g} -> {mb[k]['median']:.6g})")
+        met &= ok / len(both) >= target
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

@@ -283,7 +283,8 @@ def asv_config(root: Path, workdir: Path) -> Path:
 
 
 def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str], rounds: int,
-            sweep_name: str, log, counted_patterns: list[str] = ()) -> tuple[dict, dict]:
+            sweep_name: str, log, counted_patterns: list[str] = (), user_regex: str | None = None
+            ) -> tuple[dict, dict]:
     """Benchmark both commits, BASE then HEAD, ``rounds`` times over; their results files as dicts.
 
     One asv run per round, each appending its samples (``--append-samples``), rather
@@ -309,7 +310,12 @@ def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str]
     # asv drops PYTHONPATH, which is right here: a checkout on it would shadow the commit's
     # installed linear_impls.  Plugins from elsewhere come in through ASV_PYTHONPATH.
     env = dict(os.environ, LINBENCH_SWEEP=sweep_name, PYTHONUNBUFFERED="1")  # progress as it happens
+    # 0.25 s of ratio blocks per case and round, as measured by benchmarks/gate_trials.py
+    # (a history takes less: it does not test significance).
+    env.setdefault("LINBENCH_RATIO_SECONDS", "0.25")
     env[instructions.SIDECAR_ENV] = str(callgrind_dir(workdir))
+    if user_regex:  # valgrind counts only the cases --bench selects (setup_cache cannot see -b)
+        env[instructions.SELECT_ENV] = user_regex
     code = 0
     with open(workdir / "asv.log", "w") as out:
         for r in range(1, rounds + 1):
@@ -420,7 +426,7 @@ def run_gate(root: Path, base_rev: str, head_rev: str, *, sweep_name: str = "qui
     log(f"linbench gate: timing the {sweep_name} cases, {rounds} interleaved rounds per commit"
         + (", instructions counted in the first" if counted else ""))
     shutil.rmtree(callgrind_dir(workdir), ignore_errors=True)
-    res_base, res_head = run_asv(root, workdir, base, head, patterns, rounds, sweep_name, log, counted)
+    res_base, res_head = run_asv(root, workdir, base, head, patterns, rounds, sweep_name, log, counted, user_regex)
     changes = compare_results(res_base, res_head, factor, rounds, instructions_factor)
     if not any(c.unit in TIMED_UNITS and c.verdict != "failed at both" for c in changes):
         raise GateError("no timed case matched" + (f" --bench {user_regex!r}" if user_regex else "")

@@ -73,6 +73,10 @@ PINNED_ENV = {
 }
 
 SIDECAR_ENV = "LINBENCH_CALLGRIND_DIR"
+# A regex, as asv run's -b: only cases whose asv name matches it are counted (asv
+# cannot tell setup_cache which cases -b selected, so without it the sweep is counted).
+SELECT_ENV = "LINBENCH_INSTRUCTIONS_SELECT"
+BENCHMARK = "bench_linear.Instructions.track_instructions"
 _FORMAT = 1
 
 # Calls are counted until about this many instructions are collected per case (at
@@ -168,8 +172,18 @@ def skip_reason(impl, shape: sweep.Shape, dtype: str, mode: str, sweep_def: swee
     return None
 
 
-def select_cases(sweep_def: sweep.Sweep, impls: Iterable) -> tuple[list[Case], dict[str, str]]:
-    """The sweep's CPU cases to count, and the reason for each one that is not counted."""
+def asv_name(case: Case) -> str:
+    """The case's name as asv writes it (and matches ``-b`` against)."""
+    return f"{BENCHMARK}({case.impl!r}, {case.shape!r}, {case.dtype!r}, 'cpu', {case.mode!r})"
+
+
+def select_cases(sweep_def: sweep.Sweep, impls: Iterable,
+                 select: str | None = None) -> tuple[list[Case], dict[str, str]]:
+    """The sweep's CPU cases to count, and the reason for each one that is not counted.
+
+    ``select``: a regex (as ``asv run -b``); cases whose asv name it does not match are left out.
+    """
+    pattern = re.compile(select) if select else None
     chosen, skipped = [], {}
     for impl in impls:
         for shape_id in sweep_def.shapes:
@@ -177,6 +191,9 @@ def select_cases(sweep_def: sweep.Sweep, impls: Iterable) -> tuple[list[Case], d
             for dtype in sweep.DTYPES:
                 for mode in sweep.MODES:
                     case = Case(impl.name, shape_id, dtype, mode)
+                    if pattern and not pattern.search(asv_name(case)):
+                        skipped[case.key] = f"not counted: ${SELECT_ENV} ({select!r}) leaves it out"
+                        continue
                     reason = skip_reason(impl, shape, dtype, mode, sweep_def)
                     if reason:
                         skipped[case.key] = reason

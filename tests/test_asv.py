@@ -143,7 +143,7 @@ def test_instructions_and_ratio_are_recorded_by_asv(tmp_path):
                    "-b", r"^bench_linear\.Instructions\.\w+\('(?:f_linear|nn_linear)', '(?:1x8x8|64x256x256)', "
                          r"'float32', '(?:cpu|cuda)'",
                    "-b", r"^bench_linear\.RelativeToTorch\.\w+\('f_linear', '1x8x8', 'float32', 'cpu', 'forward'\)",
-                   env_extra={"LINBENCH_INSTRUCTION_IMPLS": "f_linear"})
+                   env_extra={instructions.SELECT_ENV: "'f_linear'"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     _data, values = _results(tmp_path / "results")
     name = "bench_linear.Instructions.track_instructions"
@@ -159,6 +159,6 @@ def test_instructions_and_ratio_are_recorded_by_asv(tmp_path):
         assert v is not None and v != v, (skipped, v)  # n/a, not failed
     out = proc.stdout + proc.stderr
     assert "instructions are counted on the CPU only" in out
-    assert "LINBENCH_INSTRUCTION_IMPLS leaves nn_linear out" in out
+    assert "not counted: $LINBENCH_INSTRUCTIONS_SELECT" in out and "leaves it out" in out
     ratio = values[("bench_linear.RelativeToTorch.track_ratio", "f_linear", "1x8x8", "float32", "cpu", "forward")]
     assert 0.5 < ratio < 2, ratio  # F.linear against torch's own F.linear
