@@ -106,21 +106,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"history_trial: asv run of {len(commits)} commits took {run_s:.0f} s (exit {code}); "
           f"log: {work / 'asv-run.log'}", flush=True)
     subprocess.run([asv, "publish"], cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL)
-    regressions = json.loads((repo / "reports" / "asv" / "regressions.json").read_text())["regressions"]
+    html = repo / "reports" / "asv"
+    regressions = json.loads((html / "regressions.json").read_text())["regressions"]
+    # asv numbers commits; index.json maps the numbers back to hashes.
+    rev_to_hash = {int(k): v for k, v in json.loads((html / "index.json").read_text())["revision_to_hash"].items()}
 
     short = {c: f"{i + 1}:{c[:8]}" for i, c in enumerate(commits)}
     ok = True
     found_planted = False
     print(f"\nasv regressions.json: {len(regressions)} entries")
-    for name, _graph, _params, jumps, *_ in regressions:
-        for jump in jumps:
-            after = jump[1]
-            after_hash = next((c for c in commits if c.startswith(str(after))), None) if isinstance(after, str) \
-                else None
-            planted_here = PLANTED_IMPL in name and PLANTED_SHAPE in name and ".Instructions." in name
-            label = short.get(after_hash, str(after))
+    for name, _graph, _params, _idx, _last, _best, jumps in regressions:
+        for _before_rev, after_rev, before, after in jumps:
+            after_hash = rev_to_hash.get(after_rev, "")
+            planted_here = (PLANTED_IMPL in name and PLANTED_SHAPE in name and ".Instructions." in name
+                            and after_hash == planted)
             verdict = "planted" if planted_here else "UNEXPECTED"
-            print(f"  {verdict:<10} {name}: step at {label}, {jump[2]:.4g} -> {jump[3]:.4g}")
+            print(f"  {verdict:<10} {name}: step at {short.get(after_hash, after_hash[:8])}, "
+                  f"{before:.4g} -> {after:.4g}")
             found_planted |= planted_here
             ok &= planted_here
     print(f"  planted step listed: {found_planted}")

@@ -84,7 +84,7 @@ GATE_CACHE_ENV = "LINBENCH_GATE_CACHE"
 def _gate_cache_file(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str, check: str) -> Path | None:
     """Where a gate outcome is remembered, keyed by everything it depends on.
 
-    asv runs each case in two rounds and two modes, each a fresh process: without
+    asv runs each case in several benchmarks and two modes, each a fresh process: without
     this, the float64 reference of a large case (seconds) is recomputed four times.
     The key holds the source of the implementation's module and of the gates, and
     torch's version, so editing either re-gates.

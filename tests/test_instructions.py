@@ -146,3 +146,21 @@ def test_sidecar_round_trip_and_delta(tmp_path):
     assert instructions.short_function("void at::native::foo<float>(at::Tensor const&, long)") == \
         "void at::native::foo"
     assert instructions.format_delta(rows)[0].startswith("+50 instructions/call in at::native::addmm_impl")
+
+
+def test_machine_name_resolves_as_asv_does(monkeypatch, tmp_path):
+    import json
+    import platform
+
+    from linear_impls import asvrun
+
+    assert asvrun.machine_name(["--machine", "ci-cpu", "--quick"]) == "ci-cpu"
+    assert asvrun.machine_name(["--machine=gpu-box"]) == "gpu-box"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    host = platform.uname().node
+    assert asvrun.machine_name([]) == host  # no machine file: the host name
+    (tmp_path / ".asv-machine.json").write_text(json.dumps({"version": 1, "box": {"machine": "box"}}))
+    assert asvrun.machine_name([]) == "box"  # asv's rule: the one machine of the file
+    (tmp_path / ".asv-machine.json").write_text(json.dumps({"version": 1, "a": {"machine": "a"},
+                                                            "b": {"machine": "b"}}))
+    assert asvrun.machine_name([]) == host
