@@ -6,9 +6,10 @@ Builds a scratch clone of this checkout's HEAD and, in it, these commits:
 * ``slow20`` / ``slow10``: ``f_linear``'s forward does its work twice on every 5th
   (10th) call when its weight is 256x256, i.e. only at ``64x256x256``: 20% (10%)
   more time for that one case, tracking the machine's speed as the real work does;
-* ``work5``: ``f_linear`` also multiplies three of the input's rows when its weight
-  is 256x256: about 5% more instructions at ``64x256x256``, which the instruction
-  counts must catch (the ratio's noise hides 5%);
+* ``work5``: when its weight is 256x256, ``f_linear`` also computes two throw-away
+  elementwise products of its output: about 5% more instructions at ``64x256x256``
+  (decided in the factory, so other shapes run the same code), which the
+  instruction counts must catch (the ratio's noise hides 5%);
 * ``plugin``: a plugin ``linbench_plugins/gate_trial.py`` (``trial_linear``, a copy
   of F.linear loaded through ``LINEAR_IMPLS_PLUGINS``), and ``plugin_slow20``, the
   same plugin slowed the same way: plugins must take part in the gate like built-ins.
@@ -63,12 +64,17 @@ def _slowed(name: str, every: int) -> str:
 '''
 
 
-# About 5% more work at one shape, every call: 3 of 64 rows multiplied again.
+# About 5% more work at one shape, every call (+4.96% instructions measured on addmm).
 F_LINEAR_WORK5 = '''def f_linear(weight, bias):
     def forward(x):
-        if tuple(weight.shape) == (256, 256):  # planted by benchmarks/gate_trials.py
-            F.linear(x[:3], weight)
         return F.linear(x, weight, bias)
+
+    if tuple(weight.shape) == (256, 256):  # planted by benchmarks/gate_trials.py
+        def forward(x):  # noqa: F811
+            y = F.linear(x, weight, bias)
+            y * 1.0
+            y * 1.0
+            return y
 
     return forward
 '''

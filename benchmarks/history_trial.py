@@ -2,8 +2,10 @@
 
 Builds a scratch history: a clone of HEAD plus ``--commits`` commits that only edit a
 comment in ``linear_impls/builtins.py``, one of which (``--plant-at``) also makes
-``addmm`` do about 5% more work at 64x256x256 (it multiplies three rows once more
-and drops the result).  Then, as a user would:
+``addmm`` do about 5% more work at 64x256x256 (two throw-away elementwise products of
+its output: +4.96% instructions per call forward, +1.2% training, measured).  Which
+forward to use is decided when the implementation is built, so other shapes run the
+very same code.  Commits are a minute apart, as real ones are.  Then, as a user would:
 
 1. plain ``asv run FIRST^..main`` on the quick sweep (``-b`` narrowed to a few
    implementations, to keep the trial to minutes), then ``asv publish``;
@@ -36,10 +38,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PLANTED_IMPL = "addmm"
 PLANTED_SHAPE = "64x256x256"
 IMPLS = ("addmm", "f_linear", "nn_linear")
-# The line the plant inserts into addmm's forward: three rows multiplied again, unused.
-PLANT = ("        if x.shape == (64, 256):  # planted: ~5% more work at one shape\n"
-         "            _ = rows[:3] @ weight.T\n")
-ANCHOR = "        y = torch.mm(rows, weight.T) if bias is None else torch.addmm(bias, rows, weight.T)\n"
+# What the plant inserts before addmm's ``return forward``: at 256x256 only, a forward
+# that does two extra elementwise products (chosen in the factory, which is never counted).
+ANCHOR = "        return y.reshape(*x.shape[:-1], out_features)\n\n    return forward\n"
+PLANT = ("        return y.reshape(*x.shape[:-1], out_features)\n\n"
+         "    if (out_features, in_features) == (256, 256):  # planted: ~5% more work at one shape\n"
+         "        plain = forward\n\n"
+         "        def forward(x):  # noqa: F811\n"
+         "            y = plain(x)\n"
+         "            y * 1.0\n"
+         "            y * 1.0\n"
+         "            return y\n\n"
+         "    return forward\n")
 
 
 def git(repo: Path, *args: str) -> str:
@@ -58,10 +68,13 @@ def build_history(repo: Path, n_commits: int, plant_at: int) -> list[str]:
         if i == plant_at:
             if ANCHOR not in text:
                 raise SystemExit("history_trial: addmm's forward changed; update ANCHOR")
-            text = text.replace(ANCHOR, PLANT + ANCHOR)
+            text = text.replace(ANCHOR, PLANT)
             message = f"trial commit {i}: addmm does ~5% more work at {PLANTED_SHAPE}"
         path.write_text(text)
-        git(repo, "commit", "-q", "-am", message)
+        when = f"{1_790_000_000 + 60 * i} +0000"
+        subprocess.run(["git", "-c", "user.name=trial", "-c", "user.email=trial@invalid", "commit", "-q", "-am",
+                        message], cwd=repo, check=True, env=dict(os.environ, GIT_AUTHOR_DATE=when,
+                                                                  GIT_COMMITTER_DATE=when))
         commits.append(git(repo, "rev-parse", "HEAD"))
     return commits
 
@@ -118,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, _graph, _params, _idx, _last, _best, jumps in regressions:
         for _before_rev, after_rev, before, after in jumps:
             after_hash = rev_to_hash.get(after_rev, "")
-            planted_here = (PLANTED_IMPL in name and PLANTED_SHAPE in name and ".Instructions." in name
-                            and after_hash == planted)
+            # Any metric of the planted case, at the planted commit, is the plant being found.
+            planted_here = f"'{PLANTED_IMPL}', '{PLANTED_SHAPE}'" in name and after_hash == planted
             verdict = "planted" if planted_here else "UNEXPECTED"
             print(f"  {verdict:<10} {name}: step at {short.get(after_hash, after_hash[:8])}, "
                   f"{before:.4g} -> {after:.4g}")

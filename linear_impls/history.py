@@ -83,14 +83,32 @@ def threshold_for(benchmark: str, thresholds: dict[str, float]) -> float:
 CASE = ["machine", "env", "benchmark", "impl", "shape", "dtype", "device", "mode"]
 
 
-def ordered_commits(files: pd.DataFrame) -> pd.DataFrame:
-    """Each machine and environment's commits, oldest first (by the date asv recorded), with a position."""
-    f = files.sort_values(["machine", "env", "date", "commit"], na_position="first").copy()
+def git_order(repo: Path | None) -> dict[str, int]:
+    """Every commit of ``repo`` (all refs) with its position, parents first; {} without git."""
+    import subprocess
+
+    if repo is None or not (Path(repo) / ".git").exists():
+        return {}
+    out = subprocess.run(["git", "rev-list", "--topo-order", "--reverse", "--all"], cwd=repo,
+                         capture_output=True, text=True)
+    return {c: i for i, c in enumerate(out.stdout.split())} if out.returncode == 0 else {}
+
+
+def ordered_commits(files: pd.DataFrame, order: dict[str, int] | None = None) -> pd.DataFrame:
+    """Each machine and environment's commits, oldest first, with a position.
+
+    By the commit date asv recorded; commits of one second (a rebase, a script) by
+    ``order``, git's topological order, where the repository is at hand.
+    """
+    f = files.copy()
+    f["_topo"] = f["commit"].map(order or {}).fillna(-1)
+    f = f.sort_values(["machine", "env", "date", "_topo", "commit"], na_position="first")
     f["pos"] = f.groupby(["machine", "env"]).cumcount()
     return f[["file", "machine", "env", "commit", "date", "pos"]]
 
 
-def find_changes(frame: pd.DataFrame, files: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
+def find_changes(frame: pd.DataFrame, files: pd.DataFrame, thresholds: dict[str, float],
+                 order: dict[str, int] | None = None) -> pd.DataFrame:
     """Every step over the whole history of each case, in the deciding metrics.
 
     ``frame`` is the report's long table (a row per results file, benchmark and
@@ -103,7 +121,7 @@ def find_changes(frame: pd.DataFrame, files: pd.DataFrame, thresholds: dict[str,
     cols = [*CASE, "kind", "before_commit", "after_commit", "before", "after", "ratio", "threshold",
             "n_commits"]
     rows = []
-    pos = ordered_commits(files)
+    pos = ordered_commits(files, order)
     data = frame[frame["kind"].isin(DECIDING) & (frame["status"] == "ok")]
     if data.empty:
         return pd.DataFrame(columns=cols)
@@ -126,12 +144,13 @@ def find_changes(frame: pd.DataFrame, files: pd.DataFrame, thresholds: dict[str,
     return pd.DataFrame(rows, columns=cols)
 
 
-def series(frame: pd.DataFrame, files: pd.DataFrame, case: dict) -> dict[str, pd.DataFrame]:
+def series(frame: pd.DataFrame, files: pd.DataFrame, case: dict,
+           order: dict[str, int] | None = None) -> dict[str, pd.DataFrame]:
     """A case's values over commits in every metric: {kind: frame with pos, commit, value, q25, q75}.
 
     Wall time is matched on the case's impl, shape, dtype, device and mode whatever its benchmark.
     """
-    pos = ordered_commits(files)
+    pos = ordered_commits(files, order)
     pos = pos[(pos["machine"] == case["machine"]) & (pos["env"] == case["env"])]
     sel = frame[(frame["status"] == "ok") & frame["file"].isin(pos["file"])]
     for k in ("impl", "shape", "dtype", "device", "mode"):

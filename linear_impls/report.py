@@ -889,7 +889,7 @@ def _history_svg(ser: dict[str, pd.DataFrame], change: pd.Series) -> str:
 
 
 def _section_history(data: _Data, asv_html: str, ids: _Ids, results_dir: Path,
-                     thresholds: dict[str, float]) -> tuple[str, int]:
+                     thresholds: dict[str, float], order: dict[str, int]) -> tuple[str, int]:
     """Every change over the whole history, per machine and environment; returns (html, changes found)."""
     metric_lines = "".join(
         f"<li><b>{e(m.label)}</b>{' (decides)' if m.decides else ''}: {e(m.measures)}</li>" for m in history.METRICS)
@@ -901,11 +901,11 @@ def _section_history(data: _Data, asv_html: str, ids: _Ids, results_dir: Path,
            "the scatter on either side. Charts: the case over commits, the dashed line at the step, wall time "
            f"with a ±{history.WALL_TIME_NOISE:.0%} band (its run-to-run noise on a shared machine).</p>"]
     frame = data.frame[data.frame["status"] != "skipped"]
-    changes = history.find_changes(frame, data.files, thresholds)
+    changes = history.find_changes(frame, data.files, thresholds, order)
     n_found = 0
     charts = 0
     for (machine, env), fl in data.files.groupby(["machine", "env"], sort=True):
-        fl = fl.sort_values(["date", "commit"], na_position="first")
+        fl = history.ordered_commits(fl.assign(date=fl["date"]), order)
         out.append(f'<h3 id="{e(ids("hist"))}">{e(machine)} — {e(env)}</h3>')
         if len(fl) < 2:
             out.append(f"<p>Only one commit (<code>{e(fl.iloc[-1]['commit'][:12])}</code>) has results here: "
@@ -952,7 +952,7 @@ def _section_history(data: _Data, asv_html: str, ids: _Ids, results_dir: Path,
                 out.append(f"<p>Charts for the first {MAX_HISTORY_CHARTS} changes only.</p>")
                 break
             charts += 1
-            ser = history.series(frame, data.files, r.to_dict())
+            ser = history.series(frame, data.files, r.to_dict(), order)
             title = f"{r['impl']} {r['shape']} {r['dtype']} {r['device']} {r['mode']}: {r['kind']}"
             out.append(f"<h4>{e(title)}</h4><div class='plot'>{_history_svg(ser, r)}</div>")
     return "\n".join(out), n_found
@@ -1310,8 +1310,10 @@ def build_report(results_dir: Path, out: Path, *, gates_json: Path | None = None
             ("peak", "Fraction of the machine's peak", _section_peak(rates, latest_files, ids)),
             ("gates", "Gate status", _section_gates(gates, failed, impls_all, asv_html)),
         ]
+        # Commits of one second (a rebase) are ordered as git orders them, where the repository is at hand.
+        order = history.git_order(Path(asv_conf).resolve().parent if asv_conf else None)
         history_html, n_changes = _section_history(data, asv_html, ids, results_dir,
-                                                   history.load_thresholds(asv_conf))
+                                                   history.load_thresholds(asv_conf), order)
         sections.append(("history", "History: what changed, and why", history_html))
         n_missing = int(((missing["status"] == "missing") & (missing["reason"] == "")).sum())
     if pb is not None:
