@@ -45,7 +45,7 @@ def test_counts_are_per_call_and_agree_between_processes(counted):
     for case in TINY:
         a, b = first[case.key], second[case.key]
         assert "error" not in a, a
-        assert a["calls"] == instructions.MAX_CALLS  # tiny: the most calls
+        assert a["calls"] == instructions.calls_for(case) >= 5  # tiny: many calls, their mean
         # A tiny forward is tens of thousands of instructions; a training step several times that.
         assert 5_000 < a["instructions"] < 5_000_000, a["instructions"]
         assert abs(b["instructions"] / a["instructions"] - 1) < 0.01, (a["instructions"], b["instructions"])
@@ -67,11 +67,18 @@ def test_dump_reading_agrees_with_callgrind_annotate(counted):
     m = re.search(r"^\s*([\d,]+)\s.*PROGRAM TOTALS", out, re.M)
     assert m and int(m.group(1).replace(",", "")) == total
     # callgrind_annotate's top function lines: "count (pct%)  file:function [object]" or "count  file:function".
-    rows = re.findall(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?\S*?:(\S.*?)(?: \[.*\])?$", out.split("PROGRAM TOTALS")[1],
-                      re.M)
+    # The object in the last brackets is dropped; a name may hold brackets of its own ("[clone .constprop.0]").
+    rows = re.findall(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?\S*?:(\S.*?)(?: \[[^\]]*\])?$",
+                      out.split("PROGRAM TOTALS")[1], re.M)
     assert rows, out[:2000]
-    for count, name in rows[:5]:
-        assert functions.get(name.strip()) == int(count.replace(",", "")), (name, count)
+    # callgrind_annotate splits a function's cost by the source file of inlined code
+    # (fi=/fe=); we count per function: sum its rows by name.
+    per_name: dict[str, int] = {}
+    for count, name in rows:
+        per_name[name.strip()] = per_name.get(name.strip(), 0) + int(count.replace(",", ""))
+    assert sum(per_name.values()) == total
+    top = sorted(per_name.items(), key=lambda kv: -kv[1])[:10]
+    assert [functions.get(name) for name, _ in top] == [count for _, count in top]
 
 
 @pytest.mark.slow
