@@ -19,6 +19,7 @@ Prints every step asv and the page found, and a verdict line; exit 0 when both h
 
     .venv/bin/python benchmarks/history_trial.py            # 9 commits, ~15 minutes here
     .venv/bin/python benchmarks/history_trial.py --keep /tmp/trial   # keep the scratch clone
+    .venv/bin/python benchmarks/history_trial.py --reanalyse /tmp/trial   # judge it again, this asv.conf.json
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--commits", type=int, default=9, help="commits in the scratch history (default 9)")
     ap.add_argument("--plant-at", type=int, default=5, help="which of them plants the step (default 5)")
     ap.add_argument("--keep", metavar="DIR", help="build the scratch clone here and keep it")
+    ap.add_argument("--reanalyse", metavar="DIR", help="no new run: publish and judge the history kept in DIR "
+                                                       "(from --keep) under this checkout's asv.conf.json")
     args = ap.parse_args(argv)
     # Imported here, not at the top: asv imports every module under benchmarks/ in its
     # environments, which have torch but not the report's pandas.
@@ -93,6 +96,15 @@ def main(argv: list[str] | None = None) -> int:
         print("history_trial: --plant-at must leave a commit before and after it (asv needs two after a step)",
               file=sys.stderr)
         return 2
+    asv = str(Path(sys.executable).parent / "asv")
+    if args.reanalyse:
+        work = Path(args.reanalyse)
+        repo = work / "repo"
+        commits = git(repo, "rev-list", "--reverse", f"main~{args.commits}..main").split()
+        planted = next(c for c in commits if "more work" in git(repo, "log", "-1", "--format=%s", c))
+        # The thresholds under judgement are this checkout's (the run's code is the scratch's).
+        shutil.copy(ROOT / "asv.conf.json", repo / "asv.conf.json")
+        return analyse(repo, work, commits, planted, asv, args, float("nan"), history, report)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="linbench-history-"))
     repo = work / "repo"
     shutil.rmtree(repo, ignore_errors=True)
@@ -102,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
         (repo / ".asv" / "env").symlink_to(ROOT / ".asv" / "env")
     commits = build_history(repo, args.commits, args.plant_at)
     planted = commits[args.plant_at - 1]
-    asv = str(Path(sys.executable).parent / "asv")
     # setup_cache counts every implementation the sweep has unless told otherwise.
     env = dict(os.environ, LINBENCH_SWEEP="quick", LINBENCH_INSTRUCTIONS_SELECT=f"'(?:{'|'.join(IMPLS)})'")
     alt = "|".join(IMPLS)
@@ -118,7 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     run_s = time.perf_counter() - t0
     print(f"history_trial: asv run of {len(commits)} commits took {run_s:.0f} s (exit {code}); "
           f"log: {work / 'asv-run.log'}", flush=True)
-    subprocess.run([asv, "publish"], cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL)
+    code = analyse(repo, work, commits, planted, asv, args, run_s, history, report)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return code
+
+
+def analyse(repo: Path, work: Path, commits: list[str], planted: str, asv: str, args, run_s: float,
+            history, report) -> int:
+    """asv publish, then asv's regressions and the summary page's history, each judged; 0 when both pass."""
+    subprocess.run([asv, "publish"], cwd=repo, check=True, stdout=subprocess.DEVNULL)
     html = repo / "reports" / "asv"
     regressions = json.loads((html / "regressions.json").read_text())["regressions"]
     # asv numbers commits; index.json maps the numbers back to hashes.
@@ -164,8 +184,6 @@ def main(argv: list[str] | None = None) -> int:
     ok &= page_planted
     print(f"\nhistory_trial: {'PASS' if ok else 'FAIL'}: {len(commits)} commits, planted at {short[planted]}, "
           f"asv run {run_s:.0f} s")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
 
 
