@@ -869,9 +869,9 @@ def _history_svg(ser: dict[str, pd.DataFrame], change: pd.Series) -> str:
     for i, metric in enumerate(panels, 1):
         ax = fig.add_subplot(1, len(panels), i)
         d = ser[metric.kind]
-        scale = 1e6 if metric.kind == "time" else (1e3 if metric.kind == "instructions" else 1)
+        factor = {"time": 1e6, "instructions": 1e-3}.get(metric.kind, 1.0)  # seconds -> µs, count -> k
         unit = {"time": " (µs)", "instructions": " (k)"}.get(metric.kind, "")
-        y = d["value"] / scale
+        y = d["value"] * factor
         ax.plot(d["pos"], y, marker="o", markersize=3, linewidth=1,
                 color="#b00" if metric.kind == change["kind"] else "#36c")
         if metric.kind == "time" and len(d):
@@ -924,7 +924,7 @@ def _section_history(data: _Data, asv_html: str, ids: _Ids, results_dir: Path,
         n_found += len(mine)
         mine = mine.assign(_up=mine["ratio"] < 1).sort_values(["_up", "after_commit", "ratio"],
                                                               ascending=[True, True, False])
-        out.append(f"<p class='bad'>{len(mine)} changes.</p>")
+        out.append(f"<p class='bad'>{len(mine)} change{'s' if len(mine) > 1 else ''}.</p>")
         out.append("<table><tr><th>metric</th><th>implementation</th><th>shape</th><th>dtype</th>"
                    "<th>device / mode</th><th>step between commits</th><th>before</th><th>after</th>"
                    "<th>after/before</th><th>functions whose instructions per call changed most</th></tr>")

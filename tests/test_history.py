@@ -112,7 +112,7 @@ def test_page_lists_the_change_with_its_functions_and_a_chart(tmp_path):
     vm = hist.split(">vm — ")[1]
     quiet = hist.split(">quiet — ")[1].split(">vm — ")[0]
     assert "No change in any case over the whole history" in quiet
-    assert "1 changes." in vm and "<th>a</th>" in vm and "<th>b</th>" not in vm
+    assert "1 change." in vm and "<th>a</th>" in vm and "<th>b</th>" not in vm
     assert f"{COMMITS[STEP_AT - 1][:8]}</code> → <code>{COMMITS[STEP_AT][:8]}" in vm
     assert "+50,000</code> at::native::extra_rows" in vm
     assert vm.count("<svg") == 1
