@@ -905,7 +905,7 @@ def _section_history(data: _Data, asv_html: str, ids: _Ids, results_dir: Path,
     n_found = 0
     charts = 0
     for (machine, env), fl in data.files.groupby(["machine", "env"], sort=True):
-        fl = history.ordered_commits(fl.assign(date=fl["date"]), order)
+        fl = history.ordered_commits(fl, order)
         out.append(f'<h3 id="{e(ids("hist"))}">{e(machine)} — {e(env)}</h3>')
         if len(fl) < 2:
             out.append(f"<p>Only one commit (<code>{e(fl.iloc[-1]['commit'][:12])}</code>) has results here: "
