@@ -153,6 +153,14 @@ class RelativeToTorch:
     by block cancels them.  The reference is built here from torch alone, never from
     the registry, so a change to any implementation (f_linear too) shows.
 
+    Measured on one thread, whatever ``$LINBENCH_THREADS`` says (the timed benchmarks
+    keep the matrix's count).  On this 2-core shared machine a 2-thread op's time over
+    a 1-thread op's swings with the neighbours for tens of seconds at a time, so the
+    same case gave 0.34-1.10 (mul_sum bfloat16 128x20x30 over F.linear) from one
+    process to the next at 2 threads and 0.86-0.92 at one (benchmarks/README.md).
+    What a 1-thread ratio cannot see is how an implementation scales over threads:
+    wall time, in the matrix's thread count, shows that.
+
     Each round returns its block ratios as samples, in the form asv's runner uses for
     timings (``{"samples", "number"}``), so asv keeps every block's ratio across
     rounds (``--record-samples``) and records their median.  Recorded in the history
@@ -168,16 +176,24 @@ class RelativeToTorch:
     # cases get fewer blocks: the count follows the case's estimated time (never the
     # measured one, which would differ between rounds), within these bounds.
     blocks = 50
-    min_blocks = 10
+    # A long call (tens of ms) varies little from block to block; four pairs keep the
+    # default sweep's largest cases under half a second each instead of two.
+    min_blocks = 4
+    threads = 1
     # Seconds of blocks per case: the history takes 0.1 (a quarter of the default
     # sweep's time went to this metric at 0.25); linbench gate sets 0.25 for its
     # significance test (LINBENCH_RATIO_SECONDS).
     seconds_per_case = float(os.environ.get("LINBENCH_RATIO_SECONDS", "0.1"))
 
     def setup(self, impl, shape, dtype, device, mode):
+        cores = sweep.thread_count()
+        torch.set_num_threads(self.threads)  # this case's own process (asv forks one per case)
         self.step = _prepare(impl, shape, dtype, device, mode).step
         self.reference = _torch_linear_step(shape, dtype, device, mode)
+        # The estimate assumes every core; on fewer threads a CPU call takes longer.
         est = sweep.estimated_seconds(sweep.parse_shape(shape), dtype, device, mode)
+        if device == "cpu":
+            est *= max(1, cores // self.threads)
         per_block = max(self.block_seconds, est)
         self.n_blocks = max(self.min_blocks, min(self.blocks, int(self.seconds_per_case / (2 * per_block))))
 
@@ -193,7 +209,7 @@ class RelativeToTorch:
 
         # Calls per block: enough that the slower of the two fills block_seconds.
         n, t0 = 0, clock()
-        while clock() - t0 < 0.05:  # warm-up, and a first estimate of the per-call time
+        while clock() - t0 < 0.03:  # warm-up, and a first estimate of the per-call time
             step()
             ref()
             n += 1

@@ -86,7 +86,8 @@ _FORMAT = 1
 TARGET_INSTRUCTIONS = 500_000
 MAX_CALLS = 10
 # Uncounted calls after the one bench.prepare makes: a small call's first few
-# calls still settle caches (the allocator's, the dispatcher's).
+# calls still settle caches (the allocator's, the dispatcher's).  A case counted in
+# one call is large enough that prepare's call settled it (see TARGET_INSTRUCTIONS).
 MAX_WARMUP_CALLS = 2
 # Cases whose input and weight hold more elements than this get no count: valgrind
 # runs the random fill of their inputs 50-100x slower than the CPU does (seconds per
@@ -208,6 +209,11 @@ def calls_for(case: Case) -> int:
     return max(1, min(MAX_CALLS, math.ceil(TARGET_INSTRUCTIONS / est)))
 
 
+def warmup_calls(calls: int) -> int:
+    """Uncounted calls before ``calls`` counted ones: none for a case counted in one call."""
+    return 0 if calls == 1 else min(MAX_WARMUP_CALLS, calls)
+
+
 # --- callgrind's client requests, from Python ----------------------------------------------
 
 # valgrind recognises a client request by a magic instruction sequence (valgrind.h's
@@ -286,7 +292,7 @@ def _worker(cases_file: str, progress_file: str) -> int:
             progress.write(json.dumps({"start": key, "t": time.monotonic()}) + "\n")
             try:
                 case = bench.prepare(impl, shape, dtype, "cpu", mode, gate=False, sweep_def=sweep_def)
-                for _ in range(min(MAX_WARMUP_CALLS, calls)):
+                for _ in range(warmup_calls(calls)):
                     case.step()
                 gc.collect()
                 gc.disable()  # a collection inside the counted calls would be counted
