@@ -49,6 +49,55 @@ def machine_name(asv_args: list[str]) -> str:
     return host
 
 
+def environment_names(root: Path, asv_args: list[str]) -> list[str]:
+    """The environments ``asv run`` with these arguments benchmarks, named as asv names them.
+
+    Each is a results file's ``env_name`` (one per entry of asv.conf.json's matrix, or
+    ``existing-...`` for ``--python=same``).  asv's own argument parser and config
+    loader resolve them, so ``-E``, ``--environment`` and ``--python`` mean what they mean
+    to asv.  Raises ValueError with asv's reason when they name nothing asv can run.
+    """
+    import argparse
+
+    from asv import environment
+    from asv.commands import common_args
+    from asv.config import Config
+
+    parser = argparse.ArgumentParser(add_help=False)
+    common_args.add_environment(parser)
+    known, _rest = parser.parse_known_args(asv_args)
+    try:
+        conf = Config.load(str(root / "asv.conf.json"))
+        names = [env.name for env in environment.get_environments(conf, known.env_spec or None)]
+    except Exception as exc:  # asv's own errors (a bad -E spec, a broken config) have many types
+        raise ValueError(f"asv cannot resolve the environments of {' '.join(asv_args) or 'this run'}: "
+                         f"{exc}") from None
+    if not names:
+        raise ValueError(f"asv.conf.json and {' '.join(asv_args) or 'no arguments'} name no environment")
+    return names
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where a run records: one asv machine and the environments it benchmarks.
+
+    asv keeps each machine's results in a folder of its own and each environment's in
+    a file of its own; every question of "what is recorded already?" is asked of
+    these files only, so a run on one machine never skips what another measured.
+    """
+
+    machine: str
+    envs: tuple[str, ...]
+
+    @classmethod
+    def of(cls, root: Path, asv_args: list[str]) -> Target:
+        return cls(machine_name(asv_args), tuple(environment_names(root, asv_args)))
+
+    def describe(self) -> str:
+        return f"machine {self.machine!r}, {'environment' if len(self.envs) == 1 else 'environments'} " \
+               f"{', '.join(self.envs)}"
+
+
 def resolve_commit(root: Path, rev: str = "HEAD") -> str:
     out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=root,
                          capture_output=True, text=True)
@@ -57,26 +106,42 @@ def resolve_commit(root: Path, rev: str = "HEAD") -> str:
     return out.stdout.strip()
 
 
-def results_files(results_dir: Path, commit_prefix: str = ""):
-    """Every asv results file (as a dict) under ``results_dir``, optionally of one commit."""
-    for path in results_dir.glob(f"*/{commit_prefix[:8]}*.json"):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        # machine.json and benchmarks.json live there too
-        if isinstance(data, dict) and "result_columns" in data and isinstance(data.get("commit_hash"), str):
+def results_files(results_dir: Path, commit_prefix: str = "", target: Target | None = None):
+    """Every asv results file (as a dict) under ``results_dir``: of one commit, of one target."""
+    folders = [results_dir / target.machine] if target else [results_dir]
+    pattern = f"{commit_prefix[:8]}*.json" if target else f"*/{commit_prefix[:8]}*.json"
+    for folder in folders:
+        for path in folder.glob(pattern):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            # machine.json and benchmarks.json live there too
+            if not (isinstance(data, dict) and "result_columns" in data
+                    and isinstance(data.get("commit_hash"), str)):
+                continue
+            if target and data.get("env_name") not in target.envs:
+                continue
             yield data
 
 
-def existing_cases(results_dir: Path, commit: str) -> set[str]:
-    """``name(param, ...)`` strings that HEAD's results already hold (a value or a failure)."""
-    done: set[str] = set()
-    for data in results_files(results_dir, commit):
-        for name, combo, value, _samples in iter_results(data):
-            if value is None or value == value:  # failed or measured; NaN means not run
-                done.add(f"{name}({', '.join(combo)})")
-    return done
+def recorded_cases(data: dict) -> dict[str, object]:
+    """``{name(param, ...): value}`` for every case a results file holds (a value, or None: failed)."""
+    return {f"{name}({', '.join(combo)})": value for name, combo, value, _samples in iter_results(data)
+            if value is None or value == value}  # NaN means not run
+
+
+def existing_cases(results_dir: Path, commit: str, target: Target) -> set[str]:
+    """``name(param, ...)`` strings that ``commit``'s results hold (a value or a failure) in every
+    environment of ``target``: what a resumed run may skip.
+
+    One ``asv run`` benchmarks all the environments with the same selection, so a case
+    is skipped only when none of them lacks it.
+    """
+    per_env: dict[str, set[str]] = {env: set() for env in target.envs}
+    for data in results_files(results_dir, commit, target):
+        per_env[data["env_name"]] |= set(recorded_cases(data))
+    return set.intersection(*per_env.values()) if per_env else set()
 
 
 def iter_results(data: dict):
@@ -89,9 +154,37 @@ def iter_results(data: dict):
                     zip(itertools.product(*row["params"]), row["result"], samples, strict=False))
 
 
-def _chunk_patterns(sweep_def: sweep.Sweep, dtype: str, skip: set[str]) -> list[str]:
-    one = dataclasses.replace(sweep_def, dtypes=(dtype,))
-    patterns = bench.asv_regex(one)
+# One asv invocation per chunk: a chunk's results are written when it ends, so a kill
+# loses the chunk in flight and no more.  Each chunk pays asv's start-up again; the
+# groups below are the trade-off measured in benchmarks/README.md ("Chunks").
+CHUNK_GROUPS = (
+    ("instruction counts", ("Instructions",)),
+    ("ratio to F.linear", ("RelativeToTorch",)),
+    ("wall time and memory", ("Timed", "HostMemory", "DeviceMemory")),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    dtype: str
+    label: str
+    patterns: tuple[str, ...]
+
+
+def chunks(sweep_def: sweep.Sweep, dtypes: list[str], skip: set[str]) -> list[Chunk]:
+    """The asv invocations of a sweep, in order: per dtype, one per group of benchmarks that has cases."""
+    out = []
+    for dtype in dtypes:
+        patterns = bench.asv_patterns(dataclasses.replace(sweep_def, dtypes=(dtype,)))
+        for label, families in CHUNK_GROUPS:
+            mine = [patterns[f] for f in families if f in patterns]
+            if mine:
+                # The environment's bookkeeping benchmark rides along, as in any asv run.
+                out.append(Chunk(dtype, label, tuple(_excluding([patterns["Environment"], *mine], skip))))
+    return out
+
+
+def _excluding(patterns: list[str], skip: set[str]) -> list[str]:
     if not skip:
         return patterns
     # Exclude what is already recorded: a negative lookahead over the exact names.
@@ -99,19 +192,27 @@ def _chunk_patterns(sweep_def: sweep.Sweep, dtype: str, skip: set[str]) -> list[
     return [f"^(?!(?:{done})$)" + p.lstrip("^") for p in patterns]
 
 
-def recorded_commits(results_dir: Path) -> set[str]:
-    """Full hashes of every commit the results folder holds results for (any machine)."""
-    return {data["commit_hash"] for data in results_files(results_dir)}
+def _chunk_patterns(sweep_def: sweep.Sweep, dtype: str, skip: set[str]) -> list[str]:
+    """Every pattern of one dtype of the sweep, without what ``skip`` holds."""
+    return _excluding(bench.asv_regex(dataclasses.replace(sweep_def, dtypes=(dtype,))), skip)
 
 
-def new_commits(root: Path, results_dir: Path, limit: int) -> list[str]:
-    """HEAD's ancestors that no results file holds, oldest first, at most ``limit`` (the newest).
+def recorded_commits(results_dir: Path, target: Target) -> set[str]:
+    """Full hashes of the commits that every environment of ``target`` has a results file for."""
+    envs_of: dict[str, set[str]] = {}
+    for data in results_files(results_dir, target=target):
+        envs_of.setdefault(data["commit_hash"], set()).add(data["env_name"])
+    return {c for c, envs in envs_of.items() if envs >= set(target.envs)}
+
+
+def new_commits(root: Path, results_dir: Path, limit: int, target: Target) -> list[str]:
+    """HEAD's ancestors that ``target`` has no results for, oldest first, at most ``limit`` (the newest).
 
     asv's own ``NEW`` would run every commit of the branch when the folder is empty
     (a fresh CI cache); here an empty folder means HEAD alone.
     """
     head = resolve_commit(root)
-    known = [c for c in recorded_commits(results_dir)
+    known = [c for c in recorded_commits(results_dir, target)
              if subprocess.run(["git", "cat-file", "-e", f"{c}^{{commit}}"], cwd=root,
                                capture_output=True).returncode == 0]
     if not known:
@@ -121,13 +222,51 @@ def new_commits(root: Path, results_dir: Path, limit: int) -> list[str]:
     return out[-limit:]
 
 
-def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, resume: bool = False,
+def snapshot(results_dir: Path, commits: list[str], target: Target) -> dict[tuple, object]:
+    """Every recorded case of ``commits`` under ``target``, with when its benchmark last ran:
+    ``{(commit, env, case): (value, samples, started_at)}``.
+
+    A case re-measured with the same value (a failure again, an equal count) still
+    shows as recorded anew: its benchmark's start time moved.
+    """
+    out: dict[tuple, object] = {}
+    for commit in commits:
+        for data in results_files(results_dir, commit, target):
+            started = {name: dict(zip(data["result_columns"], entry, strict=False)).get("started_at")
+                       for name, entry in data.get("results", {}).items()}
+            for name, combo, value, smp in iter_results(data):
+                if name.startswith(BOOKKEEPING) or not (value is None or value == value):
+                    continue
+                key = (data["commit_hash"], data["env_name"], f"{name}({', '.join(combo)})")
+                out[key] = (value, smp, started.get(name))
+    return out
+
+
+# Recorded by every run whatever it was asked to measure, so it says nothing about whether
+# the run measured anything.
+BOOKKEEPING = "bench_linear.Environment."
+
+
+def newly_recorded(before: dict[tuple, object], after: dict[tuple, object]) -> int:
+    """How many cases ``after`` holds that ``before`` lacked or held with another value."""
+    return sum(1 for key, got in after.items() if before.get(key, _MISSING) != got)
+
+
+_MISSING = object()
+
+
+NOTHING_NEW = 3  # linbench run's exit status when it recorded nothing (see cli.cmd_run)
+
+
+def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Target, resume: bool = False,
               dtypes: list[str] | None = None, commit: str = "HEAD", commits: list[str] | None = None) -> int:
     """Run the sweep (or some of its dtypes) on one commit, or on ``commits`` (full hashes) in one
-    asv run with their rounds interleaved; returns asv's worst exit status."""
+    asv run with their rounds interleaved; returns asv's worst exit status, or NOTHING_NEW
+    (having said why) when the results of ``target`` hold nothing they did not hold before."""
     sweep_def = sweep.SWEEPS[sweep_name]
     chosen = [d for d in sweep_def.dtypes if not dtypes or d in dtypes]
     asv = str(Path(sys.executable).parent / "asv")
+    results_dir = root / ".asv" / "results"
     commits = commits or [resolve_commit(root, commit)]
     if len(commits) == 1:
         spec = f"{commits[0]}^!"
@@ -136,28 +275,39 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, resume: bool 
         hashfile.parent.mkdir(parents=True, exist_ok=True)
         hashfile.write_text("".join(f"{c}\n" for c in commits))
         spec = f"HASHFILE:{hashfile}"
-    skip = existing_cases(root / ".asv" / "results", commits[0]) if resume and len(commits) == 1 else set()
+    skip = existing_cases(results_dir, commits[0], target) if resume and len(commits) == 1 else set()
+    before = snapshot(results_dir, commits, target)
     env = dict(os.environ, LINBENCH_SWEEP=sweep_name)
     # Per-function instruction counts beside this machine's results (plain asv run, which
     # cannot say its machine to a benchmark, keeps them in one folder for all machines).
-    env.setdefault(instructions.SIDECAR_ENV,
-                   str(instructions.sidecar_dir(root / ".asv" / "results" / machine_name(asv_args))))
+    env.setdefault(instructions.SIDECAR_ENV, str(instructions.sidecar_dir(results_dir / target.machine)))
+    todo = chunks(sweep_def, chosen, skip)
+    print(f"linbench: {sweep_name} sweep on {len(commits)} commit{'s' if len(commits) > 1 else ''}, "
+          f"recorded under {target.describe()}, in {len(todo)} asv runs"
+          + (f" (resuming: {len(skip)} cases already recorded there)" if skip else ""), flush=True)
     worst = 0
     t0 = time.perf_counter()
-    for i, dtype in enumerate(chosen, 1):
-        print(f"linbench: [{i}/{len(chosen)}] {sweep_name} sweep, {dtype}"
-              + (f" (resuming: {len(skip)} cases already recorded)" if skip else ""), flush=True)
+    for i, chunk in enumerate(todo, 1):
+        print(f"linbench: [{i}/{len(todo)}] {chunk.dtype}, {chunk.label}", flush=True)
         # Interleaved rounds: round 2 of every case runs after round 1 of all of them,
         # so a burst from a neighbour on this shared machine hits one round of a case,
         # not both.
         cmd = [asv, "run", spec, "--interleave-rounds", *asv_args]
-        for p in _chunk_patterns(sweep_def, dtype, skip):
+        for p in chunk.patterns:
             cmd += ["-b", p]
         t_chunk = time.perf_counter()
         code = subprocess.run(cmd, cwd=root, env=env).returncode
         if code < 0 or code in (130, 143):
             return code
         worst = max(worst, code)
-        print(f"linbench: [{i}/{len(chosen)}] {dtype} took {time.perf_counter() - t_chunk:.0f} s", flush=True)
+        print(f"linbench: [{i}/{len(todo)}] {chunk.dtype}, {chunk.label} took "
+              f"{time.perf_counter() - t_chunk:.0f} s", flush=True)
     print(f"linbench: {sweep_name} sweep took {time.perf_counter() - t0:.0f} s of asv", flush=True)
+    if not newly_recorded(before, snapshot(results_dir, commits, target)):
+        which = ", ".join(c[:8] for c in commits)
+        why = (f"every case of the {sweep_name} sweep was already recorded there (--resume)" if skip
+               else "asv measured no case (its output above says why: a failed build, an environment "
+                    "it could not create, or no benchmark matching)")
+        print(f"linbench: nothing new recorded for {which} under {target.describe()}: {why}", flush=True)
+        return NOTHING_NEW
     return worst

@@ -173,8 +173,11 @@ def param_alternatives(values) -> str:
     return "(?:" + "|".join(re.escape(repr(v)) for v in values) + ")"
 
 
-def asv_regex(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> list[str]:
-    """``asv run -b`` patterns selecting a sweep's cases, so others do not even start a process.
+def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> dict[str, str]:
+    """``asv run -b`` patterns selecting a sweep's cases, per benchmark family, so others do not
+    even start a process: ``{"Environment", "Timed" (Inference and Training),
+    "RelativeToTorch", "Instructions", "HostMemory", "DeviceMemory": pattern}``, each
+    present where the sweep has such cases.
 
     asv matches them against ``name(param0, param1, ...)`` with each param's repr.
     """
@@ -182,16 +185,24 @@ def asv_regex(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> list[
     alt = param_alternatives
     shapes, dtypes = alt(sweep_def.shapes), alt(sweep_def.dtypes)
     mem_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.memory_dtypes]
-    patterns = [r"^bench_linear\.Environment\.",
-                rf"^bench_linear\.(?:Inference|Training)\.\w+\('[^']+', {shapes}, {dtypes}, {alt(devices)}\)$"]
+    patterns = {"Environment": r"^bench_linear\.Environment\.",
+                "Timed": rf"^bench_linear\.(?:Inference|Training)\.\w+\('[^']+', {shapes}, {dtypes}, {alt(devices)}\)$"}
     # The metrics a history can trust on a shared machine: the interleaved ratio to
     # F.linear, and (CPU, in the sweep's instruction dtypes) instructions per call.
-    patterns.append(rf"^bench_linear\.RelativeToTorch\.\w+\('[^']+', {shapes}, {dtypes}, {alt(devices)}, '[^']+'\)$")
+    patterns["RelativeToTorch"] = \
+        rf"^bench_linear\.RelativeToTorch\.\w+\('[^']+', {shapes}, {dtypes}, {alt(devices)}, '[^']+'\)$"
     counted = [d for d in sweep_def.dtypes if d in sweep_def.instruction_dtypes]
     if counted:
-        patterns.append(rf"^bench_linear\.Instructions\.\w+\('[^']+', {shapes}, {alt(counted)}, 'cpu', '[^']+'\)$")
+        patterns["Instructions"] = \
+            rf"^bench_linear\.Instructions\.\w+\('[^']+', {shapes}, {alt(counted)}, 'cpu', '[^']+'\)$"
     if mem_dtypes:
-        patterns.append(rf"^bench_linear\.HostMemory\.\w+\('[^']+', {shapes}, {alt(mem_dtypes)}, '[^']+'\)$")
+        patterns["HostMemory"] = rf"^bench_linear\.HostMemory\.\w+\('[^']+', {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"
     if mem_dtypes and "cuda" in devices:
-        patterns.append(rf"^bench_linear\.DeviceMemory\.\w+\('[^']+', {shapes}, {alt(mem_dtypes)}, '[^']+'\)$")
+        patterns["DeviceMemory"] = \
+            rf"^bench_linear\.DeviceMemory\.\w+\('[^']+', {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"
     return patterns
+
+
+def asv_regex(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> list[str]:
+    """Every pattern of :func:`asv_patterns`, as a list for ``asv run -b``."""
+    return list(asv_patterns(sweep_def, devices).values())

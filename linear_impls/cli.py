@@ -212,19 +212,25 @@ def cmd_run(args) -> int:
         asvrun.resolve_commit(root, args.commit)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    try:
+        target = asvrun.Target.of(root, asv_args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     commits = None
     if args.new is not None:
         if args.new < 1:
             raise UsageError(f"--new takes the most commits to run, at least 1; got {args.new}")
         if args.commit != "HEAD" or args.resume:
             raise UsageError("--new picks its own commits: it cannot be combined with --commit or --resume")
-        commits = asvrun.new_commits(root, root / ".asv" / "results", args.new)
+        commits = asvrun.new_commits(root, root / ".asv" / "results", args.new, target)
         if not commits:
-            print("linbench: every commit up to HEAD already has results; nothing to run")
-            return 0
+            print(f"linbench: nothing new to record: HEAD and its ancestors already have results under "
+                  f"{target.describe()}")
+            return asvrun.NOTHING_NEW
         print(f"linbench: {len(commits)} new commits: {', '.join(c[:8] for c in commits)}", flush=True)
-    code = asvrun.run_sweep(args.sweep, asv_args, root=root, resume=args.resume, dtypes=dtypes,
+    code = asvrun.run_sweep(args.sweep, asv_args, root=root, target=target, resume=args.resume, dtypes=dtypes,
                             commit=args.commit, commits=commits)
+    # asv's 2 (a benchmark failed) is linbench's 1 (a case failed); 2 means bad input here.
     return 0 if code == 0 else (1 if code == 2 else code)
 
 
@@ -337,15 +343,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("run", help="run a sweep with asv on HEAD (extra arguments go to asv run)")
+    p = sub.add_parser("run", help="run a sweep with asv on HEAD (extra arguments go to asv run)",
+                       description="Exit status: 0 all measured, 1 a case failed, 2 bad input, "
+                                   "3 nothing new recorded (the last line says why).")
     p.add_argument("--sweep", default="default", choices=sweeps,
                    help="quick (< 2 min, pull requests), default (< 10 min here), full (bigger machines)")
-    p.add_argument("--resume", action="store_true", help="skip cases HEAD's results already hold")
+    p.add_argument("--resume", action="store_true",
+                   help="skip cases the commit's results already hold on this asv machine, in every environment")
     p.add_argument("--dtype", action="append", metavar="DTYPE", help="only these of the sweep's dtypes")
     p.add_argument("--commit", default="HEAD", help="the commit to benchmark (default HEAD)")
     p.add_argument("--new", type=int, metavar="N", nargs="?", const=10,
-                   help="instead: HEAD's ancestors that have no results yet, the newest N (default 10); "
-                        "HEAD alone when the results folder is empty")
+                   help="instead: HEAD's ancestors that have no results yet on this asv machine and "
+                        "environments, the newest N (default 10); HEAD alone when there are none")
     p.add_argument("--root", default=".", help="the linbench checkout (default .)")
     p.add_argument("asv_args", nargs=argparse.REMAINDER, help="passed to asv run (after --)")
     p.set_defaults(func=cmd_run)

@@ -686,6 +686,67 @@ def _missing_summary(unexplained: pd.DataFrame) -> str:
     return "\n".join(rows)
 
 
+# What the side-by-side tables show per machine, in the order shown in a cell.
+_SIDE_KINDS = (("time", "wall time"), ("ratio", "time over F.linear's, one thread"),
+               ("instructions", "instructions per call"))
+
+
+def _section_machines(latest: pd.DataFrame, files: pd.DataFrame, ids: _Ids) -> tuple[str, list[tuple[str, str]]]:
+    """Every case measured on two or more machines or environments, a column for each (their latest commits)."""
+    cols = list(files.sort_values(["machine", "env"]).itertuples(index=False))
+    shown = latest[latest["kind"].isin([k for k, _ in _SIDE_KINDS]) & (latest["status"] != "skipped")]
+    out = ["<p>The same cases on each machine and environment (its latest commit), so runners can be "
+           "compared: each cell shows " + ", ".join(f"<b>{e(label)}</b>" for _, label in _SIDE_KINDS)
+           + " where that machine recorded it.  Wall times compare machines as they are; the ratio "
+           "compares each way with torch's own on the same machine, so it differs between machines "
+           "only where they differ in kind (CPU, GPU, library paths).  Only cases measured by at least "
+           "two columns are listed.</p>"]
+    toc: list[tuple[str, str]] = []
+    head = "".join(f"<th>{e(c.machine)}<br><small>{e(c.env)}<br><code>{e(c.commit[:8])}</code></small></th>"
+                   for c in cols)
+    by_case = {key: grp for key, grp in shown.groupby(["device", "dtype", "mode", "shape", "impl"], sort=False)}
+    def rank(values: tuple, value: str) -> int:
+        return values.index(value) if value in values else len(values)
+
+    families = sorted({k[:3] for k, grp in by_case.items() if grp["file"].nunique() >= 2},
+                      key=lambda g: (rank(sweep.DEVICES, g[0]), rank(sweep.DTYPES, g[1]), rank(sweep.MODES, g[2]), g))
+    for device, dtype, mode in families:
+        cases = [(k, g) for k, g in by_case.items() if k[:3] == (device, dtype, mode) and g["file"].nunique() >= 2]
+        shapes = _order({k[3] for k, _ in cases}, sweep.ALL_SHAPES)
+        impls = _impl_order({k[4] for k, _ in cases})
+        hid = ids("side")
+        title = f"{device} · {dtype} · {mode}"
+        toc.append((hid, title))
+        rows = [f'<h3 id="{e(hid)}">{e(title)}</h3><details><summary>{len(cases)} cases on '
+                f"{len(cols)} machines and environments</summary><table><tr><th>shape</th><th>implementation</th>"
+                f"{head}</tr>"]
+        cells = dict(cases)
+        for shape in shapes:
+            for impl in impls:
+                grp = cells.get((device, dtype, mode, shape, impl))
+                if grp is None:
+                    continue
+                tds = []
+                for c in cols:
+                    mine = grp[grp["file"] == c.file]
+                    if mine.empty:
+                        tds.append('<td class="cell na">–</td>')
+                        continue
+                    if (mine["status"] == "failed").all():
+                        tds.append('<td class="cell failed">failed</td>')
+                        continue
+                    parts = []
+                    for kind, label in _SIDE_KINDS:
+                        v = mine.loc[(mine["kind"] == kind) & (mine["status"] == "ok"), "value"]
+                        if len(v):
+                            parts.append(f'<span title="{e(label)}">{e(_fmt_metric(float(v.iloc[0]), kind))}</span>')
+                    tds.append(f'<td class="cell">{"<br>".join(parts) or "failed"}</td>')
+                rows.append(f"<tr><td>{e(shape)}</td><th>{e(impl)}</th>{''.join(tds)}</tr>")
+        rows.append("</table></details>")
+        out.append("".join(rows))
+    return "\n".join(out), toc
+
+
 def _memory_tables(mem: pd.DataFrame) -> str:
     out = ["<details><summary>peak memory</summary>"]
     for (bench, device, dtype, mode), grp in mem.groupby(["benchmark", "device", "dtype", "mode"], sort=True):
@@ -1305,8 +1366,11 @@ def build_report(results_dir: Path, out: Path, *, gates_json: Path | None = None
         only_older = _only_in_older(data.frame, latest_files)
         perf_html, tocs["perf"] = _section_tables(rates, missing, latest_files, memory, impls_all, ids, asv_html,
                                                   only_older)
+        sections.append(("perf", "Time, GFLOP/s and speedup (latest commit)", perf_html))
+        if len(latest_files) >= 2:
+            side_html, tocs["machines"] = _section_machines(latest, latest_files, ids)
+            sections.append(("machines", "Machines and environments side by side", side_html))
         sections += [
-            ("perf", "Time, GFLOP/s and speedup (latest commit)", perf_html),
             ("peak", "Fraction of the machine's peak", _section_peak(rates, latest_files, ids)),
             ("gates", "Gate status", _section_gates(gates, failed, impls_all, asv_html)),
         ]

@@ -104,8 +104,11 @@ def test_memory_estimate_skips_before_allocating():
 def test_resume_skips_recorded_cases(asv_results_dir):
     import re
 
-    head = next(p for p in asv_results_dir.glob("*/*.json") if p.name != "machine.json").name.split("-")[0]
-    done = asvrun.existing_cases(asv_results_dir, head)
+    path = next(p for p in asv_results_dir.glob("*/*.json") if p.name != "machine.json")
+    head = path.name.split("-")[0]
+    target = asvrun.Target(path.parent.name, (json.loads(path.read_text())["env_name"],))
+    done = asvrun.existing_cases(asv_results_dir, head, target)
+    assert not asvrun.existing_cases(asv_results_dir, head, asvrun.Target("another-machine", target.envs))
     recorded = "bench_linear.Inference.time_forward('f_linear', '3x2x3', 'float32', 'cpu')"
     failed = "bench_linear.Inference.time_forward('faulty_abort', '3x2x3', 'float32', 'cpu')"
     assert recorded in done and failed in done

@@ -210,13 +210,19 @@ def test_new_commits_picks_what_has_no_results(tmp_path):
     commits = [commit_file(repo, "f.txt", str(i), f"c{i}") for i in range(4)]
     res = tmp_path / "results"
     (res / "m").mkdir(parents=True)
-    assert asvrun.new_commits(repo, res, 10) == [commits[-1]]  # empty history: HEAD alone
-    (res / "m" / f"{commits[1][:8]}-env.json").write_text(json.dumps(results({}) | {"commit_hash": commits[1]}))
+    target = asvrun.Target("m", ("env",))
+    assert asvrun.new_commits(repo, res, 10, target) == [commits[-1]]  # empty history: HEAD alone
+
+    def record(commit):
+        data = results({}) | {"commit_hash": commit, "env_name": "env"}
+        (res / "m" / f"{commit[:8]}-env.json").write_text(json.dumps(data))
+
+    record(commits[1])
     (res / "m" / "machine.json").write_text(json.dumps({"machine": "m"}))
-    assert asvrun.new_commits(repo, res, 10) == commits[2:]
-    assert asvrun.new_commits(repo, res, 1) == commits[3:]
-    (res / "m" / f"{commits[3][:8]}-env.json").write_text(json.dumps(results({}) | {"commit_hash": commits[3]}))
-    assert asvrun.new_commits(repo, res, 10) == []
+    assert asvrun.new_commits(repo, res, 10, target) == commits[2:]
+    assert asvrun.new_commits(repo, res, 1, target) == commits[3:]
+    record(commits[3])
+    assert asvrun.new_commits(repo, res, 10, target) == []
 
 
 def test_results_branch_round_trip(tmp_path):
@@ -263,7 +269,7 @@ def test_workflow_runs_only_makefile_targets():
     env = dict(os.environ, MAKEFLAGS="")
     for run in runs:
         # A dry run: each target exists and expands (its commands are exercised by the tests above).
-        words = run.replace("${{ github.base_ref }}", "main").replace("$MACHINE", "ci").split()[1:]
+        words = run.replace("${{ github.base_ref }}", "main").replace("${{ matrix.machine }}", "ci").split()[1:]
         proc = subprocess.run(["make", "-n", "-C", str(ROOT), *words, "BASE=HEAD"], capture_output=True,
                               text=True, env=env)
         assert proc.returncode == 0, proc.stderr
@@ -273,3 +279,11 @@ def test_workflow_runs_only_makefile_targets():
     dry = subprocess.run(["make", "-n", "-C", str(ROOT), "history", "MACHINE=ci"], capture_output=True,
                          text=True, env=env).stdout
     assert "--new 10 -- --machine ci" in dry and "asv publish" in dry
+    # One history job per runner, each under its own machine name, and the pages built after all.
+    history, pages = flow["jobs"]["history"], flow["jobs"]["pages"]
+    assert history["runs-on"] == "${{ matrix.runner }}" and history["strategy"]["fail-fast"] is False
+    include = history["strategy"]["matrix"]["include"]
+    assert "vars.GPU_RUNNER" in include and '"machine":"linbench-ci"' in include and "linbench-ci-gpu" in include
+    assert "make history MACHINE=${{ matrix.machine }}" in [s.get("run") for s in history["steps"]]
+    assert pages["needs"] == "history" and "make results-pull" in [s.get("run") for s in pages["steps"]]
+    assert flow["jobs"]["deploy-pages"]["needs"] == "pages"
