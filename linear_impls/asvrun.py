@@ -73,7 +73,8 @@ def environment_names(root: Path, asv_args: list[str]) -> list[str]:
         raise ValueError(f"asv cannot resolve the environments of {' '.join(asv_args) or 'this run'}: "
                          f"{exc}") from None
     if not names:
-        raise ValueError(f"asv.conf.json and {' '.join(asv_args) or 'no arguments'} name no environment")
+        raise ValueError(f"asv finds no environment to run for {' '.join(asv_args) or 'asv.conf.json'} "
+                         "(an unknown -E/--python environment type?)")
     return names
 
 
