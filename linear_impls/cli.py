@@ -146,12 +146,22 @@ def _print_check_table(results, failed) -> None:
             print(f"  {r.impl:<18} {r.check:<8} {r.dtype:<8} {r.device:<4} {r.case:<26} {shape:<10} {r.reason}")
         print()
     by_impl: dict[str, dict[str, int]] = {}
+    # The worst passing error against float64 as a multiple of torch's own, per implementation and dtype.
+    vs_torch: dict[str, dict[str, float]] = {}
     for r in results:
         counts = by_impl.setdefault(r.impl, {"pass": 0, "fail": 0, "skip": 0})
         counts[r.status] += 1
-    print(f"{'implementation':<20} {'pass':>5} {'fail':>5} {'skip':>5}")
+        if r.status == "pass" and r.torch_error_ratio is not None:
+            mine = vs_torch.setdefault(r.impl, {})
+            mine[r.dtype] = max(mine.get(r.dtype, 0.0), r.torch_error_ratio)
+    dtypes = [d for d in sweep.DTYPES if any(d in v for v in vs_torch.values())]
+    print(f"{'implementation':<20} {'pass':>5} {'fail':>5} {'skip':>5}        "
+          + (f"worst RMSE vs torch's: {' '.join(f'{d:>8}' for d in dtypes)}" if dtypes else ""))
     for name, c in by_impl.items():
-        print(f"{name:<20} {c['pass']:>5} {c['fail']:>5} {c['skip']:>5}  {'FAIL' if c['fail'] else 'ok'}")
+        worst = " ".join(f"{vs_torch[name][d]:>7.2f}x" if d in vs_torch.get(name, {}) else f"{'–':>8}"
+                         for d in dtypes)
+        print(f"{name:<20} {c['pass']:>5} {c['fail']:>5} {c['skip']:>5}  {'FAIL' if c['fail'] else 'ok  '}  "
+              + (f"{'':22}{worst}" if dtypes else ""))
     n_fail = sum(c["fail"] for c in by_impl.values())
     print(f"\n{len(results)} checks, {n_fail} failed, {len(by_impl)} implementations"
           + (f", {sum(1 for c in by_impl.values() if c['fail'])} with failures" if n_fail else ""))

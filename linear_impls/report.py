@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import gates as gates_mod
 from . import history, instructions, registry, sweep
 
 BASELINE = "nn_linear"
@@ -839,10 +840,40 @@ def _load_gates(path: Path, warnings: list[str]) -> pd.DataFrame:
     if len(good) < len(data):
         warnings.append(f"{path.name}: {len(data) - len(good)} gate rows without impl or a pass/fail/skip status "
                         "skipped")
-    frame = pd.DataFrame(good, columns=keys + ["shape"])
+    frame = pd.DataFrame(good, columns=keys + ["shape", "torch_error_ratio", "torch_error_ratio_max"])
     for k in keys:
         frame[k] = frame[k].fillna("").astype(str)
+    for k in ("torch_error_ratio", "torch_error_ratio_max"):  # absent from older gates files
+        frame[k] = pd.to_numeric(frame[k], errors="coerce")
     return frame
+
+
+def _torch_error_table(gates: pd.DataFrame) -> str:
+    """The worst error against float64 of each implementation and dtype, as a multiple of torch's own."""
+    have = gates[gates["torch_error_ratio"].notna() & (gates["status"] == "pass")]
+    if have.empty:
+        return ""
+    worst = have.groupby(["impl", "dtype"])[["torch_error_ratio", "torch_error_ratio_max"]].max()
+    dtypes = _order(set(have["dtype"]), sweep.DTYPES)
+    allowed = ", ".join(f"{d} {gates_mod.TORCH_ERROR_MULTIPLE[d][0]:g}×" for d in dtypes
+                        if d in gates_mod.TORCH_ERROR_MULTIPLE)
+    rows = ["<h4>Error against float64, as a multiple of torch's own</h4>"
+            "<p>The worst over every passing check of each implementation: its RMSE against a float64 "
+            "reference over torch's <code>F.linear</code> RMSE on the same inputs, then the same for the "
+            f"largest element.  1× is as accurate as torch; a check fails above {e(allowed)} "
+            "(README, \"Checks\").</p><table><tr><th>implementation</th>"
+            + "".join(f"<th>{e(d)}<br><small>RMSE / largest</small></th>" for d in dtypes) + "</tr>"]
+    for impl in _impl_order(set(have["impl"])):
+        cells = []
+        for d in dtypes:
+            if (impl, d) in worst.index:
+                r = worst.loc[(impl, d)]
+                cells.append(f"<td class='cell'>{r['torch_error_ratio']:.2f}× / {r['torch_error_ratio_max']:.2f}×</td>")
+            else:
+                cells.append("<td class='cell na'>–</td>")
+        rows.append(f"<tr><th>{e(impl)}</th>{''.join(cells)}</tr>")
+    rows.append("</table>")
+    return "".join(rows)
 
 
 def _section_gates(gates: pd.DataFrame | None, failed: pd.DataFrame, impls_all: list[str], asv_html: str) -> str:
@@ -887,6 +918,7 @@ def _section_gates(gates: pd.DataFrame | None, failed: pd.DataFrame, impls_all: 
             out.append("</table>")
         else:
             out.append("<p class='ok'>No gate failed.</p>")
+        out.append(_torch_error_table(gates))
     if len(failed):
         out.append("<h4>Benchmarks that failed in asv (latest commit)</h4>"
                    "<p>asv records no reason; the gate's reason is in the asv log and in <code>linbench check</code>."

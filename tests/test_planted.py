@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from linear_impls import gates
 
@@ -123,9 +124,54 @@ def nan_output(weight, bias):
     return lambda x: _add_bias(x @ weight.T, bias) * float("nan")
 
 
+def pairwise_low_accumulation(weight, bias):
+    # Products in float32, summed pairwise with every partial sum rounded to the input's
+    # dtype: no single step loses much, so it stays under the absolute bound, but a half
+    # type loses one rounding per level of the tree where torch rounds once.
+    def forward(x):
+        ct = torch.promote_types(x.dtype, torch.float32)
+        p = x.unsqueeze(-2).to(ct) * weight.to(ct)
+        while p.shape[-1] > 1:
+            if p.shape[-1] % 2:
+                p = torch.cat([p, torch.zeros_like(p[..., :1])], -1)
+            p = (p[..., 0::2] + p[..., 1::2]).to(x.dtype).to(ct)
+        return _add_bias(p[..., 0].to(x.dtype), bias)
+
+    return forward
+
+
+def blocked_low_accumulation(weight, bias):
+    # Blocks of 64 summed in float32 (a tiled kernel), the block results added up in the
+    # input's dtype: exact for short rows, a rounding per block in long ones.
+    def forward(x):
+        ct = torch.promote_types(x.dtype, torch.float32)
+        acc = None
+        for k in range(0, x.shape[-1], 64):
+            part = F.linear(x[..., k:k + 64].to(ct), weight[:, k:k + 64].to(ct)).to(x.dtype)
+            acc = part if acc is None else acc + part
+        return _add_bias(acc, bias)
+
+    return forward
+
+
+def prepared_transpose(weight, bias):
+    # The weight transposed into a contiguous copy once, when built (a faster GEMM layout).
+    # Gradients still reach the weight through the copy, so it passes with fixed
+    # parameters; after optimizer.step() it keeps computing with the old weight.
+    wt = weight.t().contiguous()
+    return lambda x: _add_bias(x @ wt, bias)
+
+
+def captured_bias(weight, bias):
+    # The bias copied once when built (say, to cast it ahead), gradients still flowing to it.
+    b = None if bias is None else bias.clone()
+    return lambda x: _add_bias(x @ weight.T, b)
+
+
 WRONG = [seed_article_bmm, dropped_bias, missing_transpose, half_precision_compute, tf32_like,
          low_precision_accumulation, detached_parameter, wrong_custom_backward, modifies_input, modifies_weight,
-         cached_output, two_d_only, wrong_output_dtype, wrong_empty_batch_shape, nan_output]
+         cached_output, two_d_only, wrong_output_dtype, wrong_empty_batch_shape, nan_output,
+         pairwise_low_accumulation, blocked_low_accumulation, prepared_transpose, captured_bias]
 
 # What each wrong implementation must be caught by: (dtype, a phrase in some failure's reason).
 EXPECTED = {
@@ -144,7 +190,15 @@ EXPECTED = {
     "wrong_output_dtype": ("float32", "has dtype float64, expected float32"),
     "wrong_empty_batch_shape": (None, "has shape [0, 8], expected [2, 0, 8]"),
     "nan_output": (None, "non-finite"),
+    # Under the absolute bound everywhere; caught only against torch's own error.
+    "pairwise_low_accumulation": ("bfloat16", "torch's own (F.linear)"),
+    "blocked_low_accumulation": ("bfloat16", "torch's own (F.linear)"),
+    "prepared_transpose": (None, "after the parameters were updated in place off by"),
+    "captured_bias": (None, "after the parameters were updated in place off by"),
 }
+# Caught only by what the checks gained with the criterion against torch and the updates:
+# no failure of theirs may come from the absolute bound alone before those.
+NEW_KINDS = ("pairwise_low_accumulation", "blocked_low_accumulation", "prepared_transpose", "captured_bias")
 
 
 def _all_results(rec):
@@ -160,6 +214,22 @@ def test_wrong_implementation_fails_a_gate(planted, factory):
     dtype, phrase = EXPECTED[factory.__name__]
     hits = [r for r in failed if phrase in r.reason and (dtype is None or r.dtype == dtype)]
     assert hits, f"no failure mentions {phrase!r}; got: {sorted({r.reason for r in failed})[:5]}"
+
+
+@pytest.mark.parametrize("name", NEW_KINDS)
+def test_new_kinds_pass_every_check_that_came_before(planted, name):
+    # Their failures must all come from the criterion against torch or the parameter updates:
+    # the absolute bound on fixed parameters alone lets each of them through.
+    factory = next(f for f in WRONG if f.__name__ == name)
+    rec = planted(f"planted_old_{name}", factory)
+    failed = [r for r in _all_results(rec) if r.status == "fail"]
+    older = [f"{r.case}/{r.dtype}/{r.check}: {r.reason}" for r in failed if r.case in CASES_BEFORE
+             and "torch's own" not in r.reason and "update" not in r.reason]
+    assert failed and not older, older[:3]
+
+
+# The gate cases before the long sums were added (which the bound alone may catch).
+CASES_BEFORE = {c.id for c in gates.CASES} - {"positive_k16384", "normal_k16384"}
 
 
 def reversed_summation(weight, bias):
@@ -190,7 +260,38 @@ def chunked_sum(weight, bias):
     return forward
 
 
-CORRECT = [reversed_summation, tensordot, float64_then_cast, chunked_sum]
+def blocked_float32_accumulation(weight, bias):
+    # The same blocks of 64, summed in float32 and rounded once: another order, the right precision.
+    def forward(x):
+        ct = torch.promote_types(x.dtype, torch.float32)
+        acc = None
+        for k in range(0, x.shape[-1], 64):
+            part = F.linear(x[..., k:k + 64].to(ct), weight[:, k:k + 64].to(ct))
+            acc = part if acc is None else acc + part
+        if bias is not None:
+            acc = acc + bias.to(ct)
+        return acc.to(x.dtype)
+
+    return forward
+
+
+def float32_rounded_once(weight, bias):
+    # Half types computed in float32 and rounded once at the end (float64 stays float64).
+    def forward(x):
+        ct = torch.promote_types(x.dtype, torch.float32)
+        y = F.linear(x.to(ct), weight.to(ct), None if bias is None else bias.to(ct))
+        return y.to(x.dtype)
+
+    return forward
+
+
+def transpose_every_call(weight, bias):
+    # The contiguous transposed copy made inside forward: it always sees the current weight.
+    return lambda x: _add_bias(x @ weight.t().contiguous(), bias)
+
+
+CORRECT = [reversed_summation, tensordot, float64_then_cast, chunked_sum, blocked_float32_accumulation,
+           float32_rounded_once, transpose_every_call]
 
 
 @pytest.mark.parametrize("factory", CORRECT, ids=lambda f: f.__name__)
