@@ -313,8 +313,14 @@ def _forward_reference(x64, w64, b64):
     return y if b64 is None else y + b64
 
 
-def run_check(impl: Impl, case: GateCase, dtype: str, device: str, check: str, n_inputs: int = 3) -> CheckResult:
-    """Run one gate; every exception from the implementation becomes a failed result."""
+def run_check(impl: Impl, case: GateCase, dtype: str, device: str, check: str, n_inputs: int = 3,
+              changing_parameters: bool = True) -> CheckResult:
+    """Run one gate; every exception from the implementation becomes a failed result.
+
+    ``changing_parameters=False`` leaves out the calls after the parameters are updated,
+    frozen or moved: what they catch does not depend on the shape, so the benchmarks'
+    check of their own (large) shapes skips them, while ``linbench check`` runs them.
+    """
     result = CheckResult(
         impl=impl.name, check=check, case=case.id, shape=list(case.input_shape),
         in_features=case.in_features, out_features=case.out_features, bias=case.bias,
@@ -326,9 +332,9 @@ def run_check(impl: Impl, case: GateCase, dtype: str, device: str, check: str, n
         return result
     try:
         if check == "forward":
-            worst = _check_forward(impl, case, dtype, device, n_inputs)
+            worst = _check_forward(impl, case, dtype, device, n_inputs, changing_parameters)
         elif check == "backward":
-            worst = _check_backward(impl, case, dtype, device, n_inputs)
+            worst = _check_backward(impl, case, dtype, device, n_inputs, changing_parameters)
         else:
             raise ValueError(f"unknown check {check!r}")
         result.max_error_ratio = worst.bound
@@ -417,7 +423,8 @@ class _Subject:
         self.remember_parameters()
 
 
-def _check_forward(impl: Impl, case: GateCase, dtype: str, device: str, n_inputs: int) -> _Worst:
+def _check_forward(impl: Impl, case: GateCase, dtype: str, device: str, n_inputs: int,
+                   changing_parameters: bool = True) -> _Worst:
     s = _Subject.build(impl, case, dtype, device, n_inputs, requires_grad=False)
     worst = _Worst()
     # Several different inputs through the same forward: catches cached outputs.
@@ -429,6 +436,8 @@ def _check_forward(impl: Impl, case: GateCase, dtype: str, device: str, n_inputs
         worst.add(s.check_output(i, y, x))
         _unchanged(f"input x (call #{i + 1})", x, x_before)
     s.check_parameters_unchanged()
+    if not changing_parameters:
+        return worst
     # Serving a model whose parameters were updated (or loaded) in place: the next call sees them.
     s.optimizer_step(1)
     x = s.input(0)
@@ -454,12 +463,15 @@ def _check_module_to(s: _Subject) -> _Worst:
     return _Worst(bound=worst.bound)
 
 
-def _check_backward(impl: Impl, case: GateCase, dtype: str, device: str, n_inputs: int) -> _Worst:
+def _check_backward(impl: Impl, case: GateCase, dtype: str, device: str, n_inputs: int,
+                    changing_parameters: bool = True) -> _Worst:
     s = _Subject.build(impl, case, dtype, device, n_inputs, requires_grad=True)
     worst = _Worst()
     for i in range(n_inputs):
         worst.add(_backward_call(s, i, f"input #{i + 1}"))
     s.check_parameters_unchanged()
+    if not changing_parameters:
+        return worst
     # A training loop: the optimizer updates the parameters in place between steps, and
     # the next step's output and gradients follow the new values.
     s.optimizer_step(1)
