@@ -9,14 +9,14 @@ raises in setup, so it is never timed and shows as failed with the gate's reason
 Timing, made as trustworthy as ``torch.utils.benchmark`` on a small shared machine:
 
 * asv_runner 0.3 times a single call per sample whenever a benchmark has a
-  ``setup`` (and re-runs setup before each call), which turned a 3.5 µs op into
-  5-6 µs.  We keep ``setup`` (it gates and prepares, and is where asv expects
-  skips) but memoize it and turn that isolation off, so asv calibrates
-  ``number`` and times many calls per sample, as ``timeit`` does.  The timed
-  callable is the prepared step itself, not asv's wrapper around the method
-  (which added 5-6% to a 4-9 us case).
+  ``setup`` (and re-runs setup before each call), which inflates a small op's time.
+  We keep ``setup`` (it gates and prepares, and is where asv expects skips) but
+  memoize it and turn that isolation off, so asv calibrates ``number`` and times
+  many calls per sample, as ``timeit`` does.  The timed callable is the prepared
+  step itself, not asv's wrapper around the method.  Both are patches of asv_runner
+  internals, in ``asv_patches.py``.
 * ``launch_method: forkserver`` in asv.conf.json imports torch once instead of
-  once per case (a 20-case run: 105 s with spawn, 8 s with forkserver).  This
+  once per case, a large share of a run's time with spawn.  This
   module therefore never touches CUDA at import (availability comes from NVML),
   so no CUDA context exists when the forkserver forks.
 * The clock synchronizes CUDA before it is read, so queued kernels are inside
@@ -24,22 +24,24 @@ Timing, made as trustworthy as ``torch.utils.benchmark`` on a small shared machi
 * The thread count is pinned from ``$LINBENCH_THREADS``, which asv.conf.json's
   matrix sets and records with every result.
 * glibc's malloc thresholds are fixed before any fork, so a case's big temporaries
-  come from the heap or from mmap the same way in every process (unfixed, one
-  process in three ran a memory-heavy case 2.6x slower).
+  come from the heap or from mmap the same way in every process.
+
+What each of these cost before, and how it was measured: benchmarks/README.md,
+"Figures behind the suite's choices".
 """
 
-import functools
 import os
+import sys
 
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
+import asv_patches  # noqa: E402  (beside this file: see its docstring)
 import torch  # noqa: E402
 
-# The first backward in a process imports this (and sympy with it): 0.5 s that py-spy
-# showed every forked training case paying.  Importing it here, before the forkserver
-# forks, is pure Python: unlike running any op, it starts no thread.
+# The first backward in a process imports this (and sympy with it), which every forked
+# training case paid.  Importing it here, before the forkserver forks, is pure Python:
+# unlike running any op, it starts no thread.
 import torch.fx.experimental.symbolic_shapes  # noqa: E402, F401
-from asv_runner.benchmarks import time as _asv_time  # noqa: E402
 
 import linear_impls  # noqa: E402
 from linear_impls import bench, sweep  # noqa: E402
@@ -49,27 +51,15 @@ try:
 except ImportError:  # a commit older than instruction counts (asv benchmarks old commits with this file)
     _instructions = None
 
-# See the module docstring: setup is memoized below, so one setup per sample is enough.
-_asv_time.TimeBenchmark._setup_isolates_timed_calls = False
-
-
-def _bound(self, *param):
-    # asv_runner times closure() -> time_forward(*param) -> self.step(), frames that
-    # torch.utils.benchmark, timing step(), does not pay: 0.25 us (6%) on f_linear
-    # 1x64x64 and 0.41 us (5%) on nn_linear, measured side by side in one process.
+def _prepared_step(owner):
     # A _Timed method does nothing but call the step its setup prepared, and asv runs
-    # setup before building the timer (memoized, so the step never changes), so the
-    # step itself is what is timed.
-    owner = getattr(self.func, "__self__", None)
-    step = getattr(owner, "step", None) if isinstance(owner, _Timed) else None
-    if step is not None:
-        return step
-    # Elsewhere, functools.partial binds the params in C instead of asv's closure.
-    return functools.partial(self.func, *param) if param else self.func
+    # setup before building the timer (memoized, so the step never changes).
+    return getattr(owner, "step", None) if isinstance(owner, _Timed) else None
 
 
-if hasattr(_asv_time.TimeBenchmark, "_param_bound_func"):
-    _asv_time.TimeBenchmark._param_bound_func = _bound
+for _problem in asv_patches.apply(_prepared_step):
+    # asv shows a benchmark module's stderr: timings may be off until this is fixed.
+    print(f"linbench: asv_runner patch: {_problem}", file=sys.stderr)
 
 torch.set_num_threads(sweep.thread_count())
 # Before any fork: every case's process then allocates alike (see bench.steady_allocator).
@@ -105,12 +95,12 @@ class _Timed:
     param_names = ["impl", "shape", "dtype", "device"]
     mode = "forward"
     timer = staticmethod(bench.sync_clock)
-    # One round of 3-5 samples of >= 10 ms each, after 0.1 s of warm-up: measured
-    # here, the first ~0.1 s of a fresh process ran 10-20% slow (thread pool and caches
-    # settling), which a 0.05 s warm-up left in the samples.  One round, not two: wall
-    # time on a shared runner decides nothing in the history (instruction counts and
-    # the ratio do), and a second round bought little agreement for a sixth of the
-    # default sweep's time (benchmarks/README.md).
+    # One round of 3-5 samples of >= 10 ms each, after 0.1 s of warm-up: the first
+    # ~0.1 s of a fresh process runs slow (thread pool and caches settling), which a
+    # shorter warm-up left in the samples.  One round, not two: wall time on a shared
+    # runner decides nothing in the history (instruction counts and the ratio do), and
+    # a second round bought little agreement for much of the default sweep's time
+    # (benchmarks/README.md).
     rounds = 1
     repeat = (3, 5, 1.0)
     warmup_time = 0.1
@@ -120,7 +110,7 @@ class _Timed:
 
     def setup(self, impl, shape, dtype, device):
         # The closure itself, not the case: one attribute lookup less inside the timed
-        # loop, which is ~5% of a 4 µs call.
+        # loop, which is measurable on a call of a few µs.
         self.step = _prepare(impl, shape, dtype, device, self.mode).step
 
 
@@ -145,19 +135,17 @@ class Training(_Timed):
 class RelativeToTorch:
     """Time per call over torch's own ``F.linear`` on inputs of the same shape, dtype and mode.
 
-    The metric of ``linbench gate``.  This shared machine has episodes in which
-    everything runs 1.5-2x slower for 0.1-1 s: in one process, addmm at 1x8x8 went
-    9.3 -> 20 us and back within a second, while its time over F.linear's, measured
-    in alternating blocks of calls, stayed within 1.60-1.77.  Absolute times of two
+    The metric of ``linbench gate``.  A shared machine has episodes in which everything
+    runs slower for a fraction of a second, while a case's time over F.linear's,
+    measured in alternating blocks of calls, holds still.  Absolute times of two
     commits agree only when the episodes happen to miss both; a ratio measured block
     by block cancels them.  The reference is built here from torch alone, never from
     the registry, so a change to any implementation (f_linear too) shows.
 
     Measured on one thread, whatever ``$LINBENCH_THREADS`` says (the timed benchmarks
-    keep the matrix's count).  On this 2-core shared machine a 2-thread op's time over
-    a 1-thread op's swings with the neighbours for tens of seconds at a time, so the
-    same case gave 0.34-1.10 (mul_sum bfloat16 128x20x30 over F.linear) from one
-    process to the next at 2 threads and 0.86-0.92 at one (benchmarks/README.md).
+    keep the matrix's count).  On a shared machine a 2-thread op's time over a 1-thread
+    op's swings with the neighbours for tens of seconds at a time, so the same case's
+    ratio moved 3x from one process to the next at 2 threads and a few percent at one.
     What a 1-thread ratio cannot see is how an implementation scales over threads:
     wall time, in the matrix's thread count, shows that.
 

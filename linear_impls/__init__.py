@@ -4,10 +4,15 @@ Public API::
 
     import linear_impls
 
-    @linear_impls.register("my_impl", description="x @ W.T + b, written out")
-    def my_impl(weight, bias):          # runs once, never timed
-        def forward(x):                  # x: (*, in_features) -> (*, out_features)
-            return x @ weight.T + bias
+    @linear_impls.register_forward(description="x @ W.T, the bias added by linbench")
+    def my_impl(x, weight):              # x: (*, in_features) -> (*, out_features)
+        return x @ weight.T
+
+    @linear_impls.register(description="the weight transposed once, when built")
+    def my_prepared(weight, bias):       # runs once, never timed
+        wt = weight.T                    # a view: it follows in-place updates of the weight
+        def forward(x):
+            return x @ wt + bias
         return forward
 
     linear_impls.names()          # sorted names, built-ins and plugins
@@ -20,10 +25,12 @@ from .registry import (
     Impl,
     Limits,
     RegistryError,
+    baseline,
     get,
     load_plugins,
     names,
     register,
+    register_forward,
     select,
     unregister,
 )
@@ -35,8 +42,10 @@ __all__ = [
     "RegistryError",
     "get",
     "load_plugins",
+    "baseline",
     "names",
     "register",
+    "register_forward",
     "select",
     "unregister",
 ]

@@ -403,23 +403,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=".asv/vendor", help="where npm tarballs are kept (default .asv/vendor)")
     p.set_defaults(func=cmd_localize_asv)
 
-    p = sub.add_parser("_check-worker")  # internal: one implementation's gates in a child process
+    return parser
+
+
+WORKER_COMMAND = "_check-worker"
+
+
+def build_worker_parser() -> argparse.ArgumentParser:
+    """The internal command ``linbench check`` runs in a child process per implementation.
+
+    Parsed apart from the public commands, so it never shows in their usage or errors.
+    """
+    p = _Parser(prog=f"linbench {WORKER_COMMAND}")
     p.add_argument("--impl", action="append", required=True)
     p.add_argument("--device", action="append")
     p.add_argument("--dtype", action="append")
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--shape", action="append")
-    p.set_defaults(func=cmd_check_worker)
-    return parser
+    p.set_defaults(func=cmd_check_worker, command=WORKER_COMMAND)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    worker = argv[:1] == [WORKER_COMMAND]
+    parser = build_worker_parser() if worker else build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(argv[1:] if worker else argv)
         # The gate loads plugins in each commit's own checkout and asv environment, where a
         # plugin versioned in linbench_plugins/ may exist at one commit and not the other.
-        plugin_errors = [] if args.command in ("_check-worker", "gate") else _plugin_errors()
+        plugin_errors = [] if args.command in (WORKER_COMMAND, "gate") else _plugin_errors()
         code = args.func(args)
         return 2 if plugin_errors and code == 0 else code
     except UsageError as exc:

@@ -4,6 +4,11 @@ An implementation is a *factory* ``factory(weight, bias) -> forward``: the facto
 runs once, outside anything timed (it may build modules, transpose weights, ...);
 only ``forward(x)`` is timed and checked.  The same closure serves the correctness
 gates and the benchmarks, so what is checked is exactly what is timed.
+
+Most implementations are one expression of ``x`` and the weight; ``register_forward``
+takes that expression as a function and builds the factory, adding the bias (or
+passing it, when the function takes it) in one place.  One implementation is the
+baseline every speedup is measured against (``baseline=True``; ``nn_linear``).
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class Impl:
     expression: str
     limits: Limits = field(default_factory=Limits)
     source: str = "builtin"  # "builtin", or the plugin module / entry point that added it
+    baseline: bool = False  # the one every speedup is measured against
 
     def build(self, weight: torch.Tensor, bias: torch.Tensor | None) -> Forward:
         forward = self.factory(weight, bias)
@@ -108,42 +114,100 @@ def _check_factory(name: str, factory: object) -> None:
 
 
 def register(
-    name: str,
+    name: str | None = None,
     *,
     description: str,
     expression: str | None = None,
     limits: Limits | None = None,
+    baseline: bool = False,
 ) -> Callable[[Factory], Factory]:
-    """Register ``factory(weight, bias) -> forward`` under ``name``; returns the factory unchanged.
+    """Register ``factory(weight, bias) -> forward`` under ``name`` (default: the factory's own
+    name); returns the factory unchanged.
 
-    >>> @register("my_impl", description="x @ W.T + b, written out")
+    >>> @register(description="x @ W.T + b, written out")
     ... def my_impl(weight, bias):
     ...     def forward(x):
     ...         return x @ weight.T + bias
     ...     return forward
     """
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise RegistryError(f"implementation name {name!r} is not a plain identifier (letters, digits, _)")
-    if name in _REGISTRY:
-        raise RegistryError(f"implementation {name!r} is already registered (by {_REGISTRY[name].source})")
+    if name is not None:
+        _check_name(name)
     if not isinstance(description, str) or not description.strip():
-        raise RegistryError(f"implementation {name!r}: description must be a non-empty string")
+        raise RegistryError(f"implementation {name or '(unnamed)'!r}: description must be a non-empty string")
 
     def decorator(factory: Factory) -> Factory:
-        _check_factory(name, factory)
-        if name in _REGISTRY:  # the decorator may be applied later than register() was called
-            raise RegistryError(f"implementation {name!r} is already registered (by {_REGISTRY[name].source})")
-        _REGISTRY[name] = Impl(
-            name=name,
+        label = name if name is not None else getattr(factory, "__name__", None)
+        _check_name(label)
+        _check_factory(label, factory)
+        if baseline:
+            other = next((i.name for i in _REGISTRY.values() if i.baseline), None)
+            if other is not None:
+                raise RegistryError(f"implementation {label!r}: {other!r} is already the baseline")
+        _REGISTRY[label] = Impl(
+            name=label,
             factory=factory,
             description=description.strip(),
             expression=(expression or description).strip(),
             limits=limits or Limits(),
             source=_current_source,
+            baseline=baseline,
         )
         return factory
 
     return decorator
+
+
+def register_forward(
+    name: str | None = None,
+    *,
+    description: str,
+    expression: str | None = None,
+    limits: Limits | None = None,
+) -> Callable[[Callable], Callable]:
+    """Register a forward written as one expression: ``fn(x, weight)``, to which the bias is
+    added here, or ``fn(x, weight, bias)``, which gets the bias (None when there is none)
+    and adds it itself (a fused ``addmm``, ``F.linear``).  Returns ``fn`` unchanged.
+
+    >>> @register_forward(description="x @ W.T + b, written out")
+    ... def my_impl(x, weight):
+    ...     return x @ weight.T
+    """
+    def decorator(fn: Callable) -> Callable:
+        label = name if name is not None else getattr(fn, "__name__", None)
+        try:
+            n_params = len(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            raise RegistryError(f"implementation {label!r}: forward must be a function of (x, weight) "
+                                "or (x, weight, bias)") from None
+        if n_params not in (2, 3):
+            raise RegistryError(f"implementation {label!r}: forward must take (x, weight) or (x, weight, bias), "
+                                f"got {getattr(fn, '__name__', fn)}{inspect.signature(fn)}")
+
+        def factory(weight, bias):
+            if n_params == 3:
+                return lambda x: fn(x, weight, bias)
+            if bias is None:
+                return lambda x: fn(x, weight)
+            return lambda x: fn(x, weight) + bias
+
+        # Attributed to the module that wrote the expression: the check cache keys on its source.
+        factory.__module__, factory.__name__, factory.__qualname__ = fn.__module__, fn.__name__, fn.__qualname__
+        register(label, description=description, expression=expression, limits=limits)(factory)
+        return fn
+
+    return decorator
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise RegistryError(f"implementation name {name!r} is not a plain identifier (letters, digits, _)")
+    if name in _REGISTRY:
+        raise RegistryError(f"implementation {name!r} is already registered (by {_REGISTRY[name].source})")
+
+
+def baseline() -> str:
+    """The name of the implementation every speedup is measured against."""
+    return next((i.name for i in _REGISTRY.values() if i.baseline), "nn_linear")
 
 
 def unregister(name: str) -> None:

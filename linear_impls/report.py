@@ -5,7 +5,7 @@ Reads ``<results>/<machine>/machine.json`` and ``<results>/<machine>/<commit>-<e
 machine, commit, benchmark and parameter combination) and renders:
 
 1. per machine, device, dtype and mode, a table implementations x shapes of the
-   median time, GFLOP/s and speedup against ``nn_linear`` (latest commit), best per
+   median time, GFLOP/s and speedup against the registry's baseline (latest commit), best per
    shape highlighted, noisy cells marked, default-sweep cases that were not measured
    marked as missing;
 2. the achieved fraction of the machine's peak and a roofline-style plot (inline SVG);
@@ -46,7 +46,6 @@ import pandas as pd
 from . import gates as gates_mod
 from . import history, instructions, registry, sweep
 
-BASELINE = "nn_linear"
 # (q75 - q25) / median above this marks a measurement as noisy.
 NOISY_IQR = 0.2
 # A change is reported when new/old is beyond these and the 99% CIs do not overlap.
@@ -350,7 +349,7 @@ def _add_rates(latest: pd.DataFrame) -> pd.DataFrame:
     ok = t["status"] == "ok"
     t["gflops"] = np.where(ok, t["flops"] / t["value"] / 1e9, np.nan)
     group = ["file", "benchmark", "shape", "dtype", "device", "mode"]
-    base = t.loc[ok & (t["impl"] == BASELINE), group + ["value"]].rename(columns={"value": "base"})
+    base = t.loc[ok & (t["impl"] == registry.baseline()), group + ["value"]].rename(columns={"value": "base"})
     t = t.merge(base, on=group, how="left")
     t["speedup"] = t["base"] / t["value"]
     t["best"] = ok.to_numpy() & (t["value"] == t.groupby(group)["value"].transform("min"))
@@ -468,7 +467,8 @@ def _order(values: Iterable[str], preferred: Iterable[str]) -> list[str]:
 
 def _impl_order(values: Iterable[str]) -> list[str]:
     values = list(values)
-    return ([BASELINE] if BASELINE in values else []) + sorted(set(values) - {BASELINE})
+    base = registry.baseline()
+    return ([base] if base in values else []) + sorted(set(values) - {base})
 
 
 def _asv_link(asv_html: str, benchmark: str, machine: str, params: dict[str, str] | None = None) -> str:
@@ -552,7 +552,8 @@ nav ul{columns:2}
 """
 
 LEGEND = (
-    '<p class="legend">Each cell: median time, GFLOP/s, speedup against <code>nn_linear</code> (>1 is faster). '
+    '<p class="legend">Each cell: median time, GFLOP/s, speedup against <code>{baseline}</code> (the '
+    'registry\'s baseline; >1 is faster). '
     '<span class="best" style="background:#d9f2d9;font-weight:bold">best</span> fastest for the shape; '
     '<span style="outline:2px dashed #e0a000">noisy ~</span> interquartile range over '
     f'{NOISY_IQR:.0%} of the median; '
@@ -580,7 +581,7 @@ def _only_in_older(frame: pd.DataFrame, latest_files: pd.DataFrame) -> dict[int,
 def _section_tables(rates: pd.DataFrame, missing: pd.DataFrame, files: pd.DataFrame, memory: pd.DataFrame,
                     impls_all: list[str], ids: _Ids, asv_html: str,
                     only_older: dict[int, int]) -> tuple[str, list[tuple[str, str]]]:
-    out: list[str] = [LEGEND]
+    out: list[str] = [LEGEND.replace("{baseline}", e(registry.baseline()))]
     toc: list[tuple[str, str]] = []
     default = sweep.SWEEPS["default"]
     miss_lookup = {(r.file, r.impl, r.shape, r.dtype, r.device, r.mode): (r.status, r.reason)
@@ -1240,7 +1241,7 @@ def _pb_rates(frame: pd.DataFrame) -> pd.DataFrame:
     t = frame.copy()
     t["gflops"] = t["flops"] / t["median"] / 1e9
     group = ["run", "shape", "dtype", "device", "mode"]
-    base = t.loc[t["impl"] == BASELINE, group + ["median"]].rename(columns={"median": "base"})
+    base = t.loc[t["impl"] == registry.baseline(), group + ["median"]].rename(columns={"median": "base"})
     t = t.merge(base, on=group, how="left")
     t["speedup"] = t["base"] / t["median"]
     t["best"] = t["median"] == t.groupby(group)["median"].transform("min")
@@ -1256,7 +1257,8 @@ def _pb_run_line(run: pd.Series) -> str:
 def _section_pytest(pb: _PbData, ids: _Ids) -> tuple[str, list[tuple[str, str]]]:
     out = ["<p>Runs of <code>pytest benchmarks/quick_gate</code> (pytest-benchmark, CPU), oldest first. Times "
            "are medians per call; IQR is the interquartile range of the rounds, marked noisy ~ above "
-           f"{NOISY_IQR:.0%} of the median; speedup is against <code>{BASELINE}</code> in the same run.</p>"]
+           f"{NOISY_IQR:.0%} of the median; speedup is against <code>{e(registry.baseline())}</code> "
+           "in the same run.</p>"]
     toc: list[tuple[str, str]] = []
     rates = _pb_rates(pb.frame)
     counts = rates.groupby("run").size()
@@ -1303,7 +1305,7 @@ def _pb_tables(sub: pd.DataFrame) -> str:
                   & (sub["shape"] == shape)].set_index("impl")
         out.append(f"<h4>{e(shape)} · {e(dtype)} · {e(mode)} <small>({e(device or 'device unknown')})</small></h4>")
         out.append("<table class='perf'><tr><th>implementation</th><th>median</th><th>IQR</th><th>rounds</th>"
-                   f"<th>GFLOP/s</th><th>speedup vs {e(BASELINE)}</th></tr>")
+                   f"<th>GFLOP/s</th><th>speedup vs {e(registry.baseline())}</th></tr>")
         for impl in _impl_order(grp.index):
             r = grp.loc[impl]
             classes = ["cell"] + (["best"] if r["best"] else []) + (["noisy"] if r["noisy"] else [])

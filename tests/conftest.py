@@ -44,7 +44,8 @@ def run_linbench(*args, plugins: str | None = None, timeout: float = 600, env_ex
 
 
 ASV_FAULTY = ("faulty_dropped_bias", "faulty_abort", "faulty_hang")
-ASV_GOOD = ("f_linear", "nn_linear")
+# short_form_at: a plugin in register_forward's short form (tests/plugins/short_form_plugin.py).
+ASV_GOOD = ("f_linear", "nn_linear", "short_form_at")
 ASV_SHAPES = ("3x2x3", "1x8x8")
 
 
@@ -101,7 +102,7 @@ def asv_run(tmp_path_factory):
             "--record-samples", "--show-stderr", "-a", f"timeout={ASV_TIMEOUT}"]
     for p in patterns:
         args += ["-b", p]
-    proc = run_asv(config, *args, plugins="asv_faulty_plugin,check_faulty_plugin")
+    proc = run_asv(config, *args, plugins="asv_faulty_plugin,check_faulty_plugin,short_form_plugin")
     # asv prints one exit status per benchmark (the last failing case's), so the
     # segfault gets a run of its own to show that its signal reaches the log.
     segv_dir = tmp / "segv"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import linear_impls
-from linear_impls import RegistryError
+from linear_impls import RegistryError, gates
+
+from .conftest import run_linbench
 
 
 def _ok(weight, bias):
@@ -39,10 +42,59 @@ def test_duplicate_name_rejected(planted):
         linear_impls.register("f_linear", description="shadowing a built-in")
 
 
-@pytest.mark.parametrize("bad", ["", "has space", "1starts_with_digit", "semi;colon", "<script>", None, 3])
+@pytest.mark.parametrize("bad", ["", "has space", "1starts_with_digit", "semi;colon", "<script>", 3])
 def test_bad_names_rejected(bad):
     with pytest.raises(RegistryError, match="not a plain identifier"):
         linear_impls.register(bad, description="d")
+
+
+def test_name_defaults_to_the_function_name():
+    def tmp_named_by_def(weight, bias):
+        return lambda x: x @ weight.T
+
+    try:
+        linear_impls.register(description="named after its function")(tmp_named_by_def)
+        assert linear_impls.get("tmp_named_by_def").factory is tmp_named_by_def
+    finally:
+        linear_impls.unregister("tmp_named_by_def")
+
+
+def test_short_form_adds_or_passes_the_bias():
+    def tmp_short_two(x, weight):
+        return x @ weight.T
+
+    def tmp_short_three(x, weight, bias):
+        return torch.nn.functional.linear(x, weight, bias)
+
+    try:
+        assert linear_impls.register_forward(description="two")(tmp_short_two) is tmp_short_two
+        linear_impls.register_forward(description="three")(tmp_short_three)
+        x, w, b = torch.randn(3, 4), torch.randn(5, 4), torch.randn(5)
+        for name in ("tmp_short_two", "tmp_short_three"):
+            rec = linear_impls.get(name)
+            assert torch.allclose(rec.build(w, b)(x), x @ w.T + b) and torch.allclose(rec.build(w, None)(x), x @ w.T)
+            # Its checks run and pass, and the check cache keys on the module that wrote it.
+            res = gates.run_check(rec, gates.CASES[1], "float32", "cpu", "backward")
+            assert res.status == "pass", res.reason
+            assert rec.factory.__module__ == __name__
+    finally:
+        linear_impls.unregister("tmp_short_two")
+        linear_impls.unregister("tmp_short_three")
+    with pytest.raises(RegistryError, match=r"must take \(x, weight\) or \(x, weight, bias\)"):
+        linear_impls.register_forward(description="one")(lambda x: x)
+
+
+def test_the_baseline_is_a_flag_of_the_registry():
+    assert linear_impls.baseline() == "nn_linear" and linear_impls.get("nn_linear").baseline
+    with pytest.raises(RegistryError, match="already the baseline"):
+        linear_impls.register("tmp_second_baseline", description="d", baseline=True)(_ok)
+    assert "tmp_second_baseline" not in linear_impls.names()
+
+
+def test_a_short_form_plugin_is_checked():
+    proc = run_linbench("check", "--impl", "short_form_at", plugins="short_form_plugin")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "short_form_at" in proc.stdout and " 0 failed" in proc.stdout
 
 
 @pytest.mark.parametrize("factory", [
