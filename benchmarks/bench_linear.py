@@ -35,7 +35,6 @@ import sys
 
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
-import asv_patches  # noqa: E402  (beside this file: see its docstring)
 import torch  # noqa: E402
 
 # The first backward in a process imports this (and sympy with it), which every forked
@@ -43,6 +42,12 @@ import torch  # noqa: E402
 # unlike running any op, it starts no thread.
 import torch.fx.experimental.symbolic_shapes  # noqa: E402, F401
 
+# Beside this file (its docstring says why): asv imports this module as part of the
+# benchmark folder's package, scripts and tests put the folder on sys.path.
+try:
+    from . import asv_patches  # noqa: E402
+except ImportError:
+    import asv_patches  # noqa: E402
 import linear_impls  # noqa: E402
 from linear_impls import bench, sweep  # noqa: E402
 
