@@ -256,6 +256,17 @@ def newly_recorded(before: dict[tuple, object], after: dict[tuple, object]) -> i
 _MISSING = object()
 
 
+def uncounted_select(skip: set[str]) -> str | None:
+    """A ``$LINBENCH_INSTRUCTIONS_SELECT`` regex leaving out the counts ``skip`` holds (None: none).
+
+    asv runs the counting's ``setup_cache`` whenever any of its cases is selected (an n/a
+    one too), and it would count the whole sweep again under valgrind; a resumed run
+    counts only what is not recorded.
+    """
+    counted = sorted(name for name in skip if name.startswith(instructions.BENCHMARK + "("))
+    return "^(?!(?:" + "|".join(re.escape(n) for n in counted) + ")$)" if counted else None
+
+
 NOTHING_NEW = 3  # linbench run's exit status when it recorded nothing (see cli.cmd_run)
 
 
@@ -282,6 +293,9 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Targe
     # Per-function instruction counts beside this machine's results (plain asv run, which
     # cannot say its machine to a benchmark, keeps them in one folder for all machines).
     env.setdefault(instructions.SIDECAR_ENV, str(instructions.sidecar_dir(results_dir / target.machine)))
+    select = uncounted_select(skip)
+    if select and not env.get(instructions.SELECT_ENV):
+        env[instructions.SELECT_ENV] = select
     todo = chunks(sweep_def, chosen, skip)
     print(f"linbench: {sweep_name} sweep on {len(commits)} commit{'s' if len(commits) > 1 else ''}, "
           f"recorded under {target.describe()}, in {len(todo)} asv runs"

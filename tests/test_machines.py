@@ -202,3 +202,15 @@ def test_run_help_states_the_exit_statuses():
     proc = subprocess.run([sys.executable, "-m", "linear_impls", "run", "--help"], capture_output=True, text=True,
                           cwd=ROOT)
     assert "3 nothing new recorded" in " ".join(proc.stdout.split())
+
+
+def test_a_resumed_run_counts_only_the_instructions_not_recorded():
+    import linear_impls
+    from linear_impls import instructions, sweep
+
+    impls = [linear_impls.get(n) for n in ("f_linear", "nn_linear")]
+    cases, _ = instructions.select_cases(sweep.SWEEPS["quick"], impls)
+    recorded = {instructions.asv_name(c) for c in cases[:-2]} | {"bench_linear.Inference.time_forward('x')"}
+    left, _ = instructions.select_cases(sweep.SWEEPS["quick"], impls, asvrun.uncounted_select(recorded))
+    assert left == cases[-2:]
+    assert asvrun.uncounted_select({"bench_linear.Inference.time_forward('x')"}) is None
