@@ -193,11 +193,6 @@ def _excluding(patterns: list[str], skip: set[str]) -> list[str]:
     return [f"^(?!(?:{done})$)" + p.lstrip("^") for p in patterns]
 
 
-def _chunk_patterns(sweep_def: sweep.Sweep, dtype: str, skip: set[str]) -> list[str]:
-    """Every pattern of one dtype of the sweep, without what ``skip`` holds."""
-    return _excluding(bench.asv_regex(dataclasses.replace(sweep_def, dtypes=(dtype,))), skip)
-
-
 def recorded_commits(results_dir: Path, target: Target) -> set[str]:
     """Full hashes of the commits that every environment of ``target`` has a results file for."""
     envs_of: dict[str, set[str]] = {}

@@ -129,3 +129,26 @@ ASV_MORE_FAULTY = {
 def asv_results_dir(asv_run):
     """The results folder of the short real asv run."""
     return asv_run[0]
+
+
+class ResultsRemote:
+    """A bare repository standing for the results branch's remote, cloned as CI runners clone it."""
+
+    SCRIPT = ROOT / ".ci" / "results-branch"
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.path = tmp_path / "remote.git"
+        subprocess.run(["git", "init", "-q", "--bare", str(self.path)], check=True)
+
+    def clone(self, name: str) -> Path:
+        repo = self.tmp_path / name
+        subprocess.run(["git", "clone", "-q", str(self.path), str(repo)], check=True, capture_output=True)
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@invalid", "commit", "-q", "--allow-empty",
+                        "-m", "init"], cwd=repo, check=True, capture_output=True)
+        return repo
+
+    def run(self, repo: Path, action: str) -> subprocess.CompletedProcess:
+        """``.ci/results-branch ACTION`` in ``repo``."""
+        return subprocess.run(["sh", str(self.SCRIPT), action], cwd=repo, capture_output=True, text=True,
+                              timeout=120)

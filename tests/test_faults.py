@@ -112,7 +112,7 @@ def test_resume_skips_recorded_cases(asv_results_dir):
     recorded = "bench_linear.Inference.time_forward('f_linear', '3x2x3', 'float32', 'cpu')"
     failed = "bench_linear.Inference.time_forward('faulty_abort', '3x2x3', 'float32', 'cpu')"
     assert recorded in done and failed in done
-    pats = [re.compile(p) for p in asvrun._chunk_patterns(sweep.SWEEPS["quick"], "float32", done)]
+    pats = [re.compile(p) for c in asvrun.chunks(sweep.SWEEPS["quick"], ["float32"], done) for p in c.patterns]
     assert not any(p.search(recorded) for p in pats)
     todo = "bench_linear.Inference.time_forward('f_linear', '64x256x256', 'float32', 'cpu')"
     assert any(p.search(todo) for p in pats)

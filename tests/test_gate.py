@@ -21,7 +21,7 @@ import yaml
 
 from linear_impls import asvrun, gate, sweep
 
-from .conftest import ROOT, run_linbench
+from .conftest import ROOT, ResultsRemote, run_linbench
 
 COLS = ["result", "params", "samples"]
 
@@ -226,18 +226,8 @@ def test_new_commits_picks_what_has_no_results(tmp_path):
 
 
 def test_results_branch_round_trip(tmp_path):
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
-    script = ROOT / ".ci" / "results-branch"
-
-    def clone(name):
-        repo = tmp_path / name
-        subprocess.run(["git", "clone", "-q", str(remote), str(repo)], check=True, capture_output=True)
-        git(repo, "commit", "-q", "--allow-empty", "-m", "init")
-        return repo
-
-    def run(repo, action):
-        return subprocess.run(["sh", str(script), action], cwd=repo, capture_output=True, text=True)
+    remote = ResultsRemote(tmp_path)
+    clone, run = remote.clone, remote.run
 
     first = clone("first")
     assert "starting an empty history" in run(first, "pull").stdout

@@ -14,7 +14,7 @@ import pytest
 
 from linear_impls import asvrun, report
 
-from .conftest import ROOT, run_linbench
+from .conftest import ROOT, ResultsRemote, run_linbench
 
 COLS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a", "stats_ci_99_b",
         "stats_q_25", "stats_q_75", "stats_number", "stats_repeat", "samples", "profile"]
@@ -130,18 +130,8 @@ def test_snapshot_tells_a_new_measurement_from_an_old_one(tmp_path):
 
 
 def test_concurrent_pushes_to_the_results_branch_lose_nothing(tmp_path):
-    remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
-    script = ROOT / ".ci" / "results-branch"
-
-    def clone(name):
-        repo = tmp_path / name
-        subprocess.run(["git", "clone", "-q", str(remote), str(repo)], check=True, capture_output=True)
-        git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init")
-        return repo
-
-    def run(repo, action):
-        return subprocess.run(["sh", str(script), action], cwd=repo, capture_output=True, text=True, timeout=120)
+    remote = ResultsRemote(tmp_path)
+    clone, run, script = remote.clone, remote.run, ResultsRemote.SCRIPT
 
     seed = clone("seed")
     run(seed, "pull")
