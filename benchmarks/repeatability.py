@@ -19,7 +19,6 @@ sweep's cost with every metric.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -29,21 +28,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from asv_tools import ROOT, cases  # noqa: E402
+from asv_tools import ROOT, cases, results_file  # noqa: E402
+
+from linear_impls import results  # noqa: E402
 
 TIMED = ("bench_linear.Inference.time_forward", "bench_linear.Training.time_forward_backward")
 # The deciding metrics of the history: (benchmark, label, tolerance, target share).
 DECIDING = (("bench_linear.Instructions.track_instructions", "instructions per call", 0.01, 0.99),
             ("bench_linear.RelativeToTorch.track_ratio", "ratio to F.linear", 0.10, 0.95))
-
-
-def _results_file(rev: str) -> Path:
-    commit = subprocess.run(["git", "rev-parse", rev], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout.strip()
-    files = [p for p in (ROOT / ".asv" / "results").glob(f"*/{commit[:8]}-virtualenv*.json")]
-    if not files:
-        raise SystemExit(f"no virtualenv results for {rev}: run the sweep first")
-    return max(files, key=lambda p: p.stat().st_mtime)
 
 
 def _run(sweep: str, rev: str) -> float:
@@ -59,7 +51,7 @@ def _rev_parse(rev: str) -> str:
                           check=True).stdout.strip()
 
 
-def _cases(data: dict) -> dict[tuple, dict]:
+def _cases(data) -> dict[tuple, dict]:
     return {(name, *combo): v for name in TIMED for combo, v in cases(data, name).items()}
 
 
@@ -79,17 +71,17 @@ def main() -> int:
     # A hash, not "HEAD": commits made while the runs go on must not change what the second measures.
     args.commit = _rev_parse(args.commit)
     if args.first:
-        first = json.loads(args.first.read_text())
-        if not first["commit_hash"].startswith(args.commit):
-            raise SystemExit(f"--first holds commit {first['commit_hash'][:8]}, not {args.commit}")
+        first = results.read(args.first)
+        if not first.commit_hash.startswith(args.commit):
+            raise SystemExit(f"--first holds commit {first.commit_hash[:8]}, not {args.commit}")
     else:
         print(f"run 1: {_run(args.sweep, args.commit):.0f} s", flush=True)
         saved = Path(tempfile.mkdtemp()) / "run1.json"
-        shutil.copy(_results_file(args.commit), saved)
-        first = json.loads(saved.read_text())
+        shutil.copy(results_file(args.commit), saved)
+        first = results.read(saved)
     print(f"run 2: {_run(args.sweep, args.commit):.0f} s", flush=True)
-    second = json.loads(_results_file(args.commit).read_text())
-    print(f"commit {second['commit_hash'][:8]}, sweep {args.sweep}")
+    second = results.read(results_file(args.commit))
+    print(f"commit {second.commit_hash[:8]}, sweep {args.sweep}")
     ca, cb = _cases(first), _cases(second)
     a = {k: v["median"] for k, v in ca.items()}
     b = {k: v["median"] for k, v in cb.items()}

@@ -10,7 +10,6 @@ plain-asv equivalent is ``asv run --skip-existing`` (whole benchmarks only).
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import os
 import re
@@ -19,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import bench, instructions, sweep
+from . import bench, instructions, results, sweep
 
 
 def machine_name(asv_args: list[str]) -> str:
@@ -108,28 +107,15 @@ def resolve_commit(root: Path, rev: str = "HEAD") -> str:
 
 
 def results_files(results_dir: Path, commit_prefix: str = "", target: Target | None = None):
-    """Every asv results file (as a dict) under ``results_dir``: of one commit, of one target."""
-    folders = [results_dir / target.machine] if target else [results_dir]
-    pattern = f"{commit_prefix[:8]}*.json" if target else f"*/{commit_prefix[:8]}*.json"
-    for folder in folders:
-        for path in folder.glob(pattern):
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            # machine.json and benchmarks.json live there too
-            if not (isinstance(data, dict) and "result_columns" in data
-                    and isinstance(data.get("commit_hash"), str)):
-                continue
-            if target and data.get("env_name") not in target.envs:
-                continue
-            yield data
+    """Every readable asv results file under ``results_dir``: of one commit, of one target."""
+    if target is None:
+        return results.iter_files(results_dir, commit_prefix)
+    return results.iter_files(results_dir, commit_prefix, target.machine, target.envs)
 
 
-def recorded_cases(data: dict) -> dict[str, object]:
+def recorded_cases(res) -> dict[str, object]:
     """``{name(param, ...): value}`` for every case a results file holds (a value, or None: failed)."""
-    return {f"{name}({', '.join(combo)})": value for name, combo, value, _samples in iter_results(data)
-            if value is None or value == value}  # NaN means not run
+    return {case.key: case.value for case in results.iter_cases(res) if case.recorded}
 
 
 def existing_cases(results_dir: Path, commit: str, target: Target) -> set[str]:
@@ -140,19 +126,9 @@ def existing_cases(results_dir: Path, commit: str, target: Target) -> set[str]:
     is skipped only when none of them lacks it.
     """
     per_env: dict[str, set[str]] = {env: set() for env in target.envs}
-    for data in results_files(results_dir, commit, target):
-        per_env[data["env_name"]] |= set(recorded_cases(data))
+    for res in results_files(results_dir, commit, target):
+        per_env[res.env_name] |= set(recorded_cases(res))
     return set.intersection(*per_env.values()) if per_env else set()
-
-
-def iter_results(data: dict):
-    """(benchmark, params as asv's repr strings, value, samples) for every case of a results file."""
-    cols = data["result_columns"]
-    for name, entry in data.get("results", {}).items():
-        row = dict(zip(cols, entry, strict=False))
-        samples = row.get("samples") or [None] * len(row["result"])
-        yield from ((name, combo, value, smp) for combo, value, smp in
-                    zip(itertools.product(*row["params"]), row["result"], samples, strict=False))
 
 
 # One asv invocation per chunk: a chunk's results are written when it ends, so a kill
@@ -196,8 +172,8 @@ def _excluding(patterns: list[str], skip: set[str]) -> list[str]:
 def recorded_commits(results_dir: Path, target: Target) -> set[str]:
     """Full hashes of the commits that every environment of ``target`` has a results file for."""
     envs_of: dict[str, set[str]] = {}
-    for data in results_files(results_dir, target=target):
-        envs_of.setdefault(data["commit_hash"], set()).add(data["env_name"])
+    for res in results_files(results_dir, target=target):
+        envs_of.setdefault(res.commit_hash, set()).add(res.env_name)
     return {c for c, envs in envs_of.items() if envs >= set(target.envs)}
 
 
@@ -227,14 +203,11 @@ def snapshot(results_dir: Path, commits: list[str], target: Target) -> dict[tupl
     """
     out: dict[tuple, object] = {}
     for commit in commits:
-        for data in results_files(results_dir, commit, target):
-            started = {name: dict(zip(data["result_columns"], entry, strict=False)).get("started_at")
-                       for name, entry in data.get("results", {}).items()}
-            for name, combo, value, smp in iter_results(data):
-                if name.startswith(BOOKKEEPING) or not (value is None or value == value):
+        for res in results_files(results_dir, commit, target):
+            for case in results.iter_cases(res):
+                if case.benchmark.startswith(BOOKKEEPING) or not case.recorded:
                     continue
-                key = (data["commit_hash"], data["env_name"], f"{name}({', '.join(combo)})")
-                out[key] = (value, smp, started.get(name))
+                out[(res.commit_hash, res.env_name, case.key)] = (case.value, case.samples, case.started_at)
     return out
 
 

@@ -55,10 +55,13 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import asvrun, bench, instructions, sweep
+from . import asvrun, bench, instructions, results, sweep
+from .units import fmt
+from .verdict import classify
 
 DEFAULT_FACTOR = 1.10
 DEFAULT_INSTRUCTIONS_FACTOR = 1.02
@@ -211,17 +214,18 @@ def round_medians(samples: list[float] | None, rounds: int | None) -> list[float
     return [statistics.median(samples[i * k:(i + 1) * k]) for i in range(rounds)]
 
 
-def compare_results(base: dict, head: dict, factor: float, rounds: int | None = None,
+def compare_results(base: Iterable[results.Case], head: Iterable[results.Case], factor: float,
+                    rounds: int | None = None,
                     instructions_factor: float = DEFAULT_INSTRUCTIONS_FACTOR) -> list[Change]:
-    """Verdicts for every case in two asv results files (dicts as asv stores them).
+    """Verdicts for every case of two asv results files (``results.iter_cases`` of each).
 
     With ``rounds``, a case is only called slower (faster) when every one of HEAD's
     rounds -- each a separate process -- was slower (faster) than every one of BASE's:
     one process in an unlucky state must not decide the verdict.  An instruction
     count is deterministic: beyond ``instructions_factor`` either way is a change.
     """
-    a = {(name, combo): (v, s) for name, combo, v, s in asvrun.iter_results(base)}
-    b = {(name, combo): (v, s) for name, combo, v, s in asvrun.iter_results(head)}
+    a = {(c.benchmark, c.params): (c.value, c.samples) for c in base}
+    b = {(c.benchmark, c.params): (c.value, c.samples) for c in head}
     changes = []
     for key in sorted(set(a) | set(b)):
         name, combo = key
@@ -235,9 +239,7 @@ def compare_results(base: dict, head: dict, factor: float, rounds: int | None = 
             continue
         ratio = vb / va if va else float("inf")
         if unit in COUNTED_UNITS:
-            verdict = ("slower" if ratio > instructions_factor else
-                       "faster" if ratio < 1 / instructions_factor else "same")
-            changes.append(Change(name, combo, verdict, va, vb, ratio, None, unit))
+            changes.append(Change(name, combo, classify(va, vb, instructions_factor), va, vb, ratio, None, unit))
             continue
         p = mann_whitney_p(sa, sb) if sa and sb else None
         significant = p is not None and p < P_THRESHOLD
@@ -248,15 +250,10 @@ def compare_results(base: dict, head: dict, factor: float, rounds: int | None = 
         else:
             every_slower = every_faster = True
         # Only timings can regress by a factor; a track (the thread count) is reported if it moved.
-        timed = unit in TIMED_UNITS
-        if timed and significant and ratio > factor and every_slower:
-            verdict = "slower"
-        elif timed and significant and ratio < 1 / factor and every_faster:
-            verdict = "faster"
-        elif not timed and va != vb:
-            verdict = "changed"
+        if unit in TIMED_UNITS:
+            verdict = classify(va, vb, factor, significant=significant and (every_slower if vb > va else every_faster))
         else:
-            verdict = "same"
+            verdict = "changed" if va != vb else "same"
         changes.append(Change(name, combo, verdict, va, vb, ratio, p, unit, per_round_a, per_round_b))
     return changes
 
@@ -284,8 +281,8 @@ def asv_config(root: Path, workdir: Path) -> Path:
 
 def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str], rounds: int,
             sweep_name: str, log, counted_patterns: list[str] = (), user_regex: str | None = None
-            ) -> tuple[dict, dict]:
-    """Benchmark both commits, BASE then HEAD, ``rounds`` times over; their results files as dicts.
+            ) -> tuple[list[results.Case], list[results.Case]]:
+    """Benchmark both commits, BASE then HEAD, ``rounds`` times over; the cases of each.
 
     One asv run per round, each appending its samples (``--append-samples``), rather
     than asv's ``--interleave-rounds``: asv reverses the commit order every other
@@ -329,12 +326,12 @@ def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str]
             code = proc.wait()
             if code < 0 or code in (130, 143):
                 raise KeyboardInterrupt
-    found = {data["commit_hash"]: data for data in asvrun.results_files(workdir / "results")}
+    found = {res.commit_hash: res for res in results.iter_files(workdir / "results")}
     for which, commit in (("BASE", base), ("HEAD", head)):
         if commit not in found:
             raise GateError(f"asv recorded no results for {which} {commit[:8]} (exit {code}); "
                             f"see {workdir / 'asv.log'}")
-    return found[base], found[head]
+    return list(results.iter_cases(found[base])), list(results.iter_cases(found[head]))
 
 
 def callgrind_dir(workdir: Path) -> Path:
@@ -435,21 +432,6 @@ def run_gate(root: Path, base_rev: str, head_rev: str, *, sweep_name: str = "qui
     return GateResult(base, head, changes, broken, factor, rounds, time.perf_counter() - t0, instructions_factor)
 
 
-def _fmt(seconds: float | None, unit: str) -> str:
-    if seconds is None:
-        return "-"
-    if unit == "ratio":
-        return f"{seconds:.3g}x"
-    if unit == "instructions":
-        return f"{seconds / 1e3:.1f}k" if seconds < 1e6 else f"{seconds / 1e6:.2f}M"
-    if unit != "seconds":
-        return f"{seconds:g}"
-    for scale, suffix in ((1, "s"), (1e-3, "ms"), (1e-6, "us")):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g}{suffix}"
-    return f"{seconds * 1e9:.3g}ns"
-
-
 def format_result(r: GateResult) -> str:
     lines = [f"linbench gate: BASE {r.base[:8]} -> HEAD {r.head[:8]}, factor {r.factor:g} "
              f"(instructions {r.instructions_factor:g}), {r.rounds} interleaved rounds, {r.seconds:.0f} s"]
@@ -470,8 +452,8 @@ def format_result(r: GateResult) -> str:
         for c in shown:
             ratio = f"{c.ratio:.3f}" if c.ratio is not None else "-"
             p = f"{c.p:.1e}" if c.p is not None else "-"
-            lines.append(f"  {c.verdict:<12} {ratio:>6} {p:>8} {_fmt(c.base, c.unit):>9} "
-                         f"{_fmt(c.head, c.unit):>9}  {c.label}")
+            lines.append(f"  {c.verdict:<12} {ratio:>6} {p:>8} {fmt(c.base, c.unit):>9} "
+                         f"{fmt(c.head, c.unit):>9}  {c.label}")
             lines.extend(f"  {'':<12} {'':>6} {'':>8} {'':>9} {'':>9}    {f}" for f in c.functions or ())
     n_slow = sum(c.verdict == "slower" for c in r.changes)
     n_broke = sum(c.verdict == "broke" for c in r.changes)

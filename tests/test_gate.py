@@ -20,21 +20,15 @@ import pytest
 import yaml
 
 from linear_impls import asvrun, gate, sweep
+from linear_impls import results as results_mod
 
 from .conftest import ROOT, ResultsRemote, run_linbench
 
-COLS = ["result", "params", "samples"]
 
-
-def results(cases: dict[tuple[str, str], tuple]) -> dict:
-    """An asv results dict: {(benchmark, impl): (value, samples)} with one param axis."""
-    out: dict[str, list] = {}
-    for (name, impl), (value, samples) in cases.items():
-        values, (impls,), all_samples = out.setdefault(name, [[], [[]], []])
-        values.append(value)
-        impls.append(repr(impl))
-        all_samples.append(samples)
-    return {"result_columns": COLS, "results": out, "commit_hash": "0" * 40}
+def results(cases: dict[tuple[str, str], tuple]) -> list[results_mod.Case]:
+    """The cases of one results file: {(benchmark, impl): (value, samples)}, one param axis."""
+    return [results_mod.Case(name, (repr(impl),), value, None, samples, None)
+            for (name, impl), (value, samples) in cases.items()]
 
 
 def noisy(center: float, n: int = 16, spread: float = 0.01, seed: int = 0) -> list[float]:
@@ -214,8 +208,7 @@ def test_new_commits_picks_what_has_no_results(tmp_path):
     assert asvrun.new_commits(repo, res, 10, target) == [commits[-1]]  # empty history: HEAD alone
 
     def record(commit):
-        data = results({}) | {"commit_hash": commit, "env_name": "env"}
-        (res / "m" / f"{commit[:8]}-env.json").write_text(json.dumps(data))
+        results_mod.write_file(res, {"machine": "m"}, commit, 0, "env", {})
 
     record(commits[1])
     (res / "m" / "machine.json").write_text(json.dumps({"machine": "m"}))

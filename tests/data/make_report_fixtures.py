@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent.parent / "benchmarks"))
+from linear_impls import results
 
-from asv_tools import write_results_file  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 OUT = HERE / "report"
 HOSTILE = "<img src=x onerror=alert(1)>&\"'"
@@ -84,8 +82,8 @@ def commit_results(i: int, machine: str) -> dict:
 
 
 def main() -> None:
-    results = OUT / "results"
-    for path in sorted(results.glob("**/*.json"), reverse=True):
+    folder = OUT / "results"
+    for path in sorted(folder.glob("**/*.json"), reverse=True):
         path.unlink()
     machines = {
         "runner-a": {"arch": "x86_64", "cpu": "AMD EPYC " + HOSTILE, "machine": "runner-a", "num_cpu": "2",
@@ -94,15 +92,15 @@ def main() -> None:
                      "os": "Linux 6.1", "ram": "17179869184"},
     }
     for i, (commit, date) in enumerate(zip(COMMITS, DATES, strict=True)):
-        write_results_file(results, machines["runner-a"], commit, date, ENV, commit_results(i, "runner-a"))
-    write_results_file(results, machines["runner-b"], COMMITS[2], DATES[2], ENV, commit_results(2, "runner-b"))
-    (results / "runner-b" / "0000dead-broken.json").write_text("{not json\n")
+        results.write_file(folder, machines["runner-a"], commit, date, ENV, commit_results(i, "runner-a"))
+    results.write_file(folder, machines["runner-b"], COMMITS[2], DATES[2], ENV, commit_results(2, "runner-b"))
+    (folder / "runner-b" / "0000dead-broken.json").write_text("{not json\n")
     names = {name: axes for name, axes in commit_results(0, "runner-a").items()}
     param_names = {"Inference": ["impl", "shape", "dtype", "device"], "Training": ["impl", "shape", "dtype", "device"],
                    "RelativeToTorch": ["impl", "shape", "dtype", "device", "mode"],
                    "Instructions": ["impl", "shape", "dtype", "device", "mode"],
                    "HostMemory": ["impl", "shape", "dtype", "mode"], "Environment": []}
-    (results / "benchmarks.json").write_text(json.dumps(
+    (folder / "benchmarks.json").write_text(json.dumps(
         {name: {"name": name, "param_names": param_names[name.split(".")[1]]} for name in names}
         | {"version": 2}, indent=1) + "\n")
     checks = []
