@@ -59,7 +59,7 @@ check: venv
 bench: venv valgrind
 	@mkdir -p reports
 	$(VENV)/bin/asv machine --yes $(MACHINE_ARG) > /dev/null
-	$(VENV)/bin/linbench check --json --quiet > reports/gates.json || [ $$? -eq 1 ]
+	$(VENV)/bin/linbench check --json --quiet > reports/checks.json || [ $$? -eq 1 ]
 	$(VENV)/bin/linbench run --sweep $(SWEEP) $(if $(RESUME),--resume,) -- $(MACHINE_ARG) || [ $$? -eq 1 ]
 	$(MAKE) --no-print-directory pages
 
@@ -71,7 +71,7 @@ NEW ?= 10
 history: venv valgrind
 	@mkdir -p reports
 	$(VENV)/bin/asv machine --yes $(MACHINE_ARG) > /dev/null
-	$(VENV)/bin/linbench check --json --quiet > reports/gates.json || [ $$? -eq 1 ]
+	$(VENV)/bin/linbench check --json --quiet > reports/checks.json || [ $$? -eq 1 ]
 	$(VENV)/bin/linbench run --sweep $(SWEEP) --new $(NEW) -- $(MACHINE_ARG); code=$$?; \
 	  [ $$code -le 1 ] || [ $$code -eq 3 ]
 	$(MAKE) --no-print-directory pages

@@ -3,14 +3,14 @@
 Params always list every implementation, shape, dtype and device (the numpy
 suite's rule: params never depend on the machine), so results from any machine
 and sweep line up.  A case outside ``$LINBENCH_SWEEP``, on a missing device or
-over the sweep's budget is skipped (n/a); a case whose correctness gate fails
-raises in setup, so it is never timed and shows as failed with the gate's reason.
+over the sweep's budget is skipped (n/a); a case whose correctness check fails
+raises in setup, so it is never timed and shows as failed with the check's reason.
 
 Timing, made as trustworthy as ``torch.utils.benchmark`` on a small shared machine:
 
 * asv_runner 0.3 times a single call per sample whenever a benchmark has a
   ``setup`` (and re-runs setup before each call), which inflates a small op's time.
-  We keep ``setup`` (it gates and prepares, and is where asv expects skips) but
+  We keep ``setup`` (it checks and prepares, and is where asv expects skips) but
   memoize it and turn that isolation off, so asv calibrates ``number`` and times
   many calls per sample, as ``timeit`` does.  The timed callable is the prepared
   step itself, not asv's wrapper around the method.  Both are patches of asv_runner
@@ -84,12 +84,12 @@ MODES = list(sweep.MODES)
 _prepared: dict[tuple, bench.PreparedCase] = {}
 
 
-def _prepare(impl, shape, dtype, device, mode, gate=True):
-    key = (impl, shape, dtype, device, mode, gate)
+def _prepare(impl, shape, dtype, device, mode, check=True):
+    key = (impl, shape, dtype, device, mode, check)
     if key not in _prepared:
         _prepared.clear()  # one case per process; never hold two cases' tensors
         try:
-            _prepared[key] = bench.prepare(impl, shape, dtype, device, mode, gate=gate)
+            _prepared[key] = bench.prepare(impl, shape, dtype, device, mode, check=check)
         except bench.CaseSkipped as exc:
             raise NotImplementedError(str(exc)) from None
     return _prepared[key]
@@ -294,7 +294,7 @@ class Instructions:
         if isinstance(value, str):
             raise RuntimeError(f"{key}: {value}")
         # A case whose check fails is failed here too, as in the timed benchmarks.
-        bench.gate_case(linear_impls.get(impl), sweep.parse_shape(shape), dtype, "cpu", mode)
+        bench.check_case(linear_impls.get(impl), sweep.parse_shape(shape), dtype, "cpu", mode)
         self.value = value
 
     def track_instructions(self, counts, impl, shape, dtype, device, mode):
@@ -332,9 +332,9 @@ class HostMemory:
     def setup(self, impl, shape, dtype, mode):
         if dtype not in sweep.current_sweep().memory_dtypes:
             raise NotImplementedError(f"{dtype}: memory is measured in {sweep.current_sweep().memory_dtypes}")
-        # No gate here: its float64 reference would dominate the peak.  The timed
-        # benchmarks gate the same cases.
-        self.case = _prepare(impl, shape, dtype, "cpu", mode, gate=False)
+        # No check here: its float64 reference would dominate the peak.  The timed
+        # benchmarks check the same cases.
+        self.case = _prepare(impl, shape, dtype, "cpu", mode, check=False)
 
     def peakmem_step(self, impl, shape, dtype, mode):
         self.case.step()
@@ -347,7 +347,7 @@ class DeviceMemory:
     param_names = ["impl", "shape", "dtype", "mode"]
 
     def setup(self, impl, shape, dtype, mode):
-        self.case = _prepare(impl, shape, dtype, "cuda", mode, gate=False)
+        self.case = _prepare(impl, shape, dtype, "cuda", mode, check=False)
 
     def track_peak_bytes(self, impl, shape, dtype, mode):
         torch.cuda.synchronize()

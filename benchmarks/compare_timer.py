@@ -33,7 +33,7 @@ def timer_medians() -> dict[tuple, float]:
     out = {}
     for impl in IMPLS:
         for shape in SHAPES:
-            case = bench.prepare(impl, shape, "float32", "cpu", "forward", gate=False)
+            case = bench.prepare(impl, shape, "float32", "cpu", "forward", check=False)
             m = tb.Timer(stmt="step()", globals={"step": case.step}, num_threads=sweep.thread_count()
                          ).blocked_autorange(min_run_time=1.0)
             out[(impl, shape)] = m.median

@@ -30,8 +30,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from asv_tools import ROOT, cases, results_file  # noqa: E402
 
-from linear_impls import results  # noqa: E402
-
 TIMED = ("bench_linear.Inference.time_forward", "bench_linear.Training.time_forward_backward")
 # The deciding metrics of the history: (benchmark, label, tolerance, target share).
 DECIDING = (("bench_linear.Instructions.track_instructions", "instructions per call", 0.01, 0.99),
@@ -63,6 +61,9 @@ def _agreement(ratios: dict[tuple, float]) -> tuple[float, int, int]:
 
 
 def main() -> int:
+    # Here, not at the top: asv imports every module of this folder in its environments, which lack asv.
+    from linear_impls import results
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", default="default")
     ap.add_argument("--first", type=Path, help="a saved copy of the first run's results file")

@@ -45,6 +45,9 @@ def sh(cmd: list[str], cwd: Path, env: dict | None = None, log: Path | None = No
 
 
 def main() -> int:
+    # Here, not at the top: asv imports every module of this folder in its environments, which lack asv.
+    from linear_impls import results as read_results
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--commits", type=int, default=2, help="newest commits each runner benchmarks (NEW=)")
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it")
@@ -101,7 +104,7 @@ def main() -> int:
                                  text=True, check=True).stdout.split()
     ok = all(c == [0, 0] for c in codes.values()) and all(p.returncode == 0 for p in pushes)
     for name in RUNNERS:
-        have = {p.name[:8] for p in (results / name).glob("*.json") if p.name != "machine.json"}
+        have = {res.commit_hash[:8] for res in read_results.iter_files(results, machine=name)}
         lacking = [c[:8] for c in benchmarked if c[:8] not in have]
         print(f"two_runners: {name}: results for {len(have)} commits on the branch"
               + (f"; LACKS {', '.join(lacking)}" if lacking else "; every benchmarked commit"))

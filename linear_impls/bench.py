@@ -1,4 +1,4 @@
-"""Preparing one benchmark case: inputs, the gate, and the closure that is timed.
+"""Preparing one benchmark case: inputs, the correctness check, and the closure that is timed.
 
 Shared by the asv suite (``benchmarks/``), the pytest-benchmark quick gate and the
 timer-agreement script, so all of them time exactly the same thing.
@@ -21,15 +21,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import gates, registry, sweep
+from . import checks, registry, sweep
 
 
 class CaseSkipped(NotImplementedError):
     """The case cannot or should not run here (asv shows it as n/a)."""
 
 
-class GateFailed(RuntimeError):
-    """The implementation's correctness gate failed: the case is never timed."""
+class CheckFailed(RuntimeError):
+    """The implementation's correctness check failed: the case is never timed."""
 
 
 @dataclass
@@ -78,35 +78,37 @@ def sync_clock() -> float:
     return time.perf_counter()
 
 
-GATE_CACHE_ENV = "LINBENCH_GATE_CACHE"
+CHECK_CACHE_ENV = "LINBENCH_CHECK_CACHE"
 
 
-def _gate_cache_file(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str, check: str) -> Path | None:
-    """Where a gate outcome is remembered, keyed by everything it depends on.
+def _check_cache_file(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str, check: str) -> Path | None:
+    """Where a check outcome is remembered, keyed by everything it depends on.
 
     asv runs each case in several benchmarks and two modes, each a fresh process: without
     this, the float64 reference of a large case (seconds) is recomputed four times.
-    The key holds the source of the implementation's module and of the gates, and
-    torch's version, so editing either re-gates.
+    The key holds the source of the implementation's module and of the checks, and
+    torch's version, so editing either re-checks.
     """
-    root = os.environ.get(GATE_CACHE_ENV, str(Path.home() / ".cache" / "linbench" / "gates"))
+    # LINBENCH_GATE_CACHE: the variable's name before correctness was called "check" everywhere.
+    root = os.environ.get(CHECK_CACHE_ENV) or os.environ.get("LINBENCH_GATE_CACHE") \
+        or str(Path.home() / ".cache" / "linbench" / "checks")
     if root in ("", "0", "off"):
         return None
     module = sys.modules.get(getattr(impl.factory, "__module__", ""), None)
     try:
         sources = [inspect.getsource(module) if module else inspect.getsource(impl.factory),
-                   inspect.getsource(gates)]
+                   inspect.getsource(checks)]
     except (OSError, TypeError):
-        return None  # no source to key on (an interactive registration): always gate
+        return None  # no source to key on (an interactive registration): always check
     key = hashlib.sha256("\0".join([*sources, torch.__version__, impl.name, shape.id, dtype, device, check])
                          .encode()).hexdigest()
     return Path(root) / f"{key}.json"
 
 
-def gate_case(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str, mode: str) -> None:
-    """Run the gate on the benchmark's own shape: forward, or backward (which checks the output too)."""
+def check_case(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str, mode: str) -> None:
+    """Run the check on the benchmark's own shape: forward, or backward (which checks the output too)."""
     check = "forward" if mode == "forward" else "backward"
-    cache = _gate_cache_file(impl, shape, dtype, device, check)
+    cache = _check_cache_file(impl, shape, dtype, device, check)
     if cache is not None and cache.is_file():
         try:
             saved = json.loads(cache.read_text())
@@ -116,10 +118,10 @@ def gate_case(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str, 
             return
     # The benchmark's own shape: its values, not the parameter updates (linbench check runs
     # those on small cases; here they would multiply the float64 reference's cost by four).
-    res = gates.run_check(impl, gates.case_for_shape(shape), dtype, device, check, n_inputs=1,
+    res = checks.run_check(impl, checks.case_for_shape(shape), dtype, device, check, n_inputs=1,
                           changing_parameters=False)
     if res.status == "fail":
-        raise GateFailed(f"{impl.name} {shape.id} {dtype} {device}: {check} gate failed: {res.reason}")
+        raise CheckFailed(f"{impl.name} {shape.id} {dtype} {device}: {check} check failed: {res.reason}")
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -131,15 +133,15 @@ def gate_case(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str, 
 
 
 def prepare(impl_name: str, shape_id: str, dtype: str, device: str, mode: str, *,
-            gate: bool = True, sweep_def: sweep.Sweep | None = None, seed: int = 0) -> PreparedCase:
-    """Everything a timed call needs, made once; raises CaseSkipped or GateFailed."""
+            check: bool = True, sweep_def: sweep.Sweep | None = None, seed: int = 0) -> PreparedCase:
+    """Everything a timed call needs, made once; raises CaseSkipped or CheckFailed."""
     impl = registry.get(impl_name)
     shape = sweep.parse_shape(shape_id)
     reason = sweep.skip_reason(impl, shape, dtype, device, mode, sweep_def)
     if reason:
         raise CaseSkipped(reason)
-    if gate:
-        gate_case(impl, shape, dtype, device, mode)
+    if check:
+        check_case(impl, shape, dtype, device, mode)
     td = sweep.dtype_of(dtype)
     gen = torch.Generator().manual_seed(seed)
     training = mode == "forward_backward"

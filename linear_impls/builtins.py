@@ -54,17 +54,18 @@ def at_operator(weight, bias):
     return forward
 
 
-def _bmm_workspace(batch: int, in_features: int, out_features: int, itemsize: int) -> int:
-    # bmm may materialise the expanded weight, one copy per row of the batch.
+def _row_by_weight_workspace(batch: int, in_features: int, out_features: int, itemsize: int) -> int:
+    """A (batch, out, in) tensor: bmm may materialise the expanded weight, one copy per row
+    of the batch, and mul_sum materialises its broadcast product before the sum."""
     return batch * in_features * out_features * itemsize
 
 
-@register(
-    "bmm",
-    description="torch.bmm with the weight expanded over the flattened batch (works for any batch)",
-    expression="torch.bmm(x.reshape(-1, 1, in), W.T.expand(B, in, out)) + b",
-    limits=Limits(workspace=_bmm_workspace),
-)
+ROW_BY_WEIGHT = Limits(workspace=_row_by_weight_workspace)
+
+
+@register("bmm", limits=ROW_BY_WEIGHT,
+          description="torch.bmm with the weight expanded over the flattened batch (works for any batch)",
+          expression="torch.bmm(x.reshape(-1, 1, in), W.T.expand(B, in, out)) + b")
 def bmm(weight, bias):
     out_features, in_features = weight.shape
 
@@ -125,17 +126,9 @@ def addmm(weight, bias):
     return forward
 
 
-def _mul_sum_workspace(batch: int, in_features: int, out_features: int, itemsize: int) -> int:
-    # The broadcast product (batch, out, in) is materialised before the sum.
-    return batch * in_features * out_features * itemsize
-
-
-@register(
-    "mul_sum",
-    description="broadcast elementwise product summed over in_features (the slow first attempt)",
-    expression="(x.unsqueeze(-2) * W).sum(-1) + b",
-    limits=Limits(workspace=_mul_sum_workspace),
-)
+@register("mul_sum", limits=ROW_BY_WEIGHT,
+          description="broadcast elementwise product summed over in_features (the slow first attempt)",
+          expression="(x.unsqueeze(-2) * W).sum(-1) + b")
 def mul_sum(weight, bias):
     def forward(x):
         y = (x.unsqueeze(-2) * weight).sum(-1)

@@ -1,7 +1,7 @@
-"""Running the gates for ``linbench check``: one worker process per implementation.
+"""Running the checks for ``linbench check``: one worker process per implementation.
 
 An implementation that segfaults, aborts, hangs or exhausts memory must not take
-the others down, so each runs its gates in a child process that streams one JSON
+the others down, so each runs its checks in a child process that streams one JSON
 line per case.  The parent enforces a time limit per case and an address-space
 limit per worker; when a worker dies, the case it was on is recorded as failed
 with the reason (signal, timeout, out of memory) and a new worker resumes from
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import gates, sweep
+from . import checks, sweep
 from .registry import Impl
 
 STATUS_ORDER = ("fail", "skip", "pass")
@@ -34,20 +34,16 @@ class CheckPlan:
     devices: list[str]
     dtypes: tuple[str, ...]
     shapes: tuple[str, ...] = ()  # the user's own shapes, gated besides the case set
-    cases: list[tuple[gates.GateCase, str, str, str]] = field(default_factory=list)
+    cases: list[tuple[checks.CheckCase, str, str, str]] = field(default_factory=list)
 
     def __post_init__(self):
-        extra = tuple(gates.case_for_shape(sweep.parse_shape(s)) for s in self.shapes)
-        self.cases = list(gates.iter_checks(self.impl, self.devices, self.dtypes, gates.CASES + extra))
+        extra = tuple(checks.case_for_shape(sweep.parse_shape(s)) for s in self.shapes)
+        self.cases = list(checks.iter_checks(self.impl, self.devices, self.dtypes, checks.CASES + extra))
 
 
-def _blank(plan: CheckPlan, index: int, status: str, reason: str) -> gates.CheckResult:
+def _blank(plan: CheckPlan, index: int, status: str, reason: str) -> checks.CheckResult:
     case, dtype, device, check = plan.cases[index]
-    return gates.CheckResult(
-        impl=plan.impl.name, check=check, case=case.id, shape=list(case.input_shape),
-        in_features=case.in_features, out_features=case.out_features, bias=case.bias,
-        dtype=dtype, device=device, status=status, reason=reason,
-    )
+    return checks.CheckResult.of(plan.impl.name, case, dtype, device, check, status, reason)
 
 
 def _signal_reason(returncode: int, memory_limit: int | None) -> str:
@@ -69,7 +65,7 @@ def _limit_memory(limit_bytes: int | None) -> Callable[[], None] | None:
         return None
 
     def apply():
-        # An allocation past this fails inside torch (a RuntimeError the gate
+        # An allocation past this fails inside torch (a RuntimeError the check
         # reports as out of memory) instead of pushing the machine into swap.
         resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
 
@@ -77,15 +73,15 @@ def _limit_memory(limit_bytes: int | None) -> Callable[[], None] | None:
 
 
 def run_plan(plan: CheckPlan, *, timeout: float, memory_limit: int | None,
-             on_result: Callable[[gates.CheckResult], None] | None = None,
-             threads: int | None = None) -> list[gates.CheckResult]:
-    """All gate results of one implementation, however its worker ends.
+             on_result: Callable[[checks.CheckResult], None] | None = None,
+             threads: int | None = None) -> list[checks.CheckResult]:
+    """All check results of one implementation, however its worker ends.
 
     A worker that dies mid-case is replaced from the next case on; after
     ``MAX_CRASHES`` deaths in a row the rest of the cases are failed unrun, so one
     implementation that crashes everywhere costs seconds, not a torch start-up per case.
     """
-    results: list[gates.CheckResult | None] = [None] * len(plan.cases)
+    results: list[checks.CheckResult | None] = [None] * len(plan.cases)
     start, crashes = 0, 0
     while start < len(plan.cases):
         nxt, crash = _run_worker(plan, start, results, timeout=timeout, memory_limit=memory_limit,
@@ -174,7 +170,7 @@ def _read_results(proc, plan, start, results, timeout, on_result) -> tuple[int, 
                     continue
                 if not isinstance(msg, dict) or "index" not in msg:
                     continue
-                res = gates.CheckResult(**msg["result"])
+                res = checks.CheckResult(**msg["result"])
                 results[msg["index"]] = res
                 if on_result:
                     on_result(res)
@@ -199,7 +195,7 @@ def worker_main(impl: Impl, devices: list[str], dtypes: tuple[str, ...], start: 
     out.write(json.dumps({"ready": 1}) + "\n")
     for index in range(start, len(plan.cases)):
         case, dtype, device, check = plan.cases[index]
-        res = gates.run_check(impl, case, dtype, device, check)
+        res = checks.run_check(impl, case, dtype, device, check)
         out.write(json.dumps({"index": index, "result": res.to_dict()}) + "\n")
     out.flush()
     return 0

@@ -1,6 +1,6 @@
 """The ``linbench`` command line (also ``python -m linear_impls``).
 
-Exit codes: 0 all good, 1 a gate (or a regression check) failed, 2 bad usage or
+Exit codes: 0 all good, 1 a check failed (or the regression gate found a regression), 2 bad usage or
 input that could not be used: always one line on stderr, never a traceback.
 """
 
@@ -277,11 +277,11 @@ def cmd_report(args) -> int:
 
     from . import report
 
-    gates_json = Path(args.gates) if args.gates else None
-    if gates_json is not None and not gates_json.exists() and args.gates == DEFAULT_GATES:
-        gates_json = None  # the default file is optional; an explicit one must exist
+    checks_json = Path(args.checks) if args.checks else None
+    if checks_json is not None and not checks_json.exists() and args.checks == DEFAULT_CHECKS:
+        checks_json = None  # the default file is optional; an explicit one must exist
     try:
-        summary = report.build_report(Path(args.results), Path(args.out), gates_json=gates_json,
+        summary = report.build_report(Path(args.results), Path(args.out), checks_json=checks_json,
                                       asv_html=args.asv_html,
                                       pytest_benchmark=[Path(p) for p in args.pytest_benchmark],
                                       asv_conf=Path(args.asv_conf) if args.asv_conf else None)
@@ -296,7 +296,7 @@ def cmd_report(args) -> int:
     return 0
 
 
-DEFAULT_GATES = "reports/gates.json"
+DEFAULT_CHECKS = "reports/checks.json"
 
 
 def cmd_localize_asv(args) -> int:
@@ -329,14 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("check", help="run the correctness gates against a float64 reference")
+    p = sub.add_parser("check", help="run the correctness checks against a float64 reference")
     p.add_argument("--impl", action="append", metavar="NAME_OR_GLOB",
                    help="implementation(s) to check (repeatable; default all)")
     p.add_argument("--device", action="append", metavar="cpu|cuda", help="device(s) to check on (default cpu)")
     p.add_argument("--dtype", action="append", metavar="DTYPE",
                    help=f"dtype(s) (default all: {', '.join(sweep.DTYPES)})")
     p.add_argument("--shape", action="append", metavar="SHAPE",
-                   help="also gate at this shape, e.g. 64x256x256 ('{batch x}in x out'; repeatable)")
+                   help="also check at this shape, e.g. 64x256x256 ('{batch x}in x out'; repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON array of every check")
     p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="time limit per case (default 60)")
     p.add_argument("--memory-limit", type=float, default=None, metavar="GIB",
@@ -387,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="build the summary page from asv results")
     p.add_argument("--results", default=".asv/results", help="asv results folder (default .asv/results)")
-    p.add_argument("--gates", default=DEFAULT_GATES, help=f"'linbench check --json' output (default {DEFAULT_GATES})")
+    # --gates: the option's name before correctness was called "check" everywhere.
+    p.add_argument("--checks", "--gates", dest="checks", default=DEFAULT_CHECKS,
+                   help=f"'linbench check --json' output (default {DEFAULT_CHECKS})")
     p.add_argument("--out", default="reports/index.html", help="the page to write (default reports/index.html)")
     p.add_argument("--asv-html", default="asv/index.html", help="asv's pages, relative to the page")
     p.add_argument("--asv-conf", default="asv.conf.json",

@@ -2,9 +2,9 @@
 
 One rule for the summary page and asv's own regressions page: asv's step detection
 (``asv.step_detect.detect_steps``, what ``asv publish`` runs) on each case's series
-over commits, and a step is a change when it is larger than the metric's threshold
-in ``asv.conf.json``'s ``regressions_thresholds`` (the same table asv's regressions
-page reads) and larger than the segments' own scatter.  Only the metrics in
+over commits, and a step is a change when ``verdict.classify`` calls it one: beyond
+the metric's threshold in ``asv.conf.json``'s ``regressions_thresholds`` (the same
+table asv's regressions page reads) either way, and larger than the segments' own scatter.  Only the metrics in
 ``DECIDING`` decide; wall time is drawn beside them, never used to call a change,
 because on a shared runner it moves 20-50% with no change at all.
 
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import instructions
+from .verdict import SAME, classify
 
 
 @dataclass(frozen=True)
@@ -126,19 +127,21 @@ def find_changes(frame: pd.DataFrame, files: pd.DataFrame, thresholds: dict[str,
     if data.empty:
         return pd.DataFrame(columns=cols)
     data = data.drop(columns=["machine", "env", "commit"], errors="ignore").merge(pos, on="file")
+    # Only a case whose whole series spans more than its threshold can hold a step beyond it:
+    # deciding that per group in one pass leaves step detection to the few that moved.
+    spread = data.groupby(CASE, sort=True)["value"].agg(["min", "max", "size"]).reset_index()
+    spread["threshold"] = spread["benchmark"].map({b: threshold_for(b, thresholds)
+                                                   for b in spread["benchmark"].unique()})
+    moved = spread[(spread["size"] >= 2) & (spread["max"] > spread["min"] * (1 + spread["threshold"]))]
+    data = data.merge(moved[[*CASE, "threshold"]], on=CASE).sort_values([*CASE, "pos"])
     for key, g in data.groupby(CASE, sort=True):
-        if len(g) < 2:
-            continue
-        g = g.sort_values("pos")
         y = g["value"].to_numpy(dtype=float)
-        threshold = threshold_for(key[2], thresholds)
-        lo, hi = np.min(y), np.max(y)
-        if hi <= lo * (1 + threshold):
-            continue  # the whole series lies within the threshold: no step can exceed it
+        threshold = float(g["threshold"].iloc[0])
         steps = step_detect.detect_steps(list(y))
         commits = g["commit"].to_list()
         for (_l0, r0, v0, _m0, e0), (l1, _r1, v1, _m1, e1) in zip(steps, steps[1:], strict=False):
-            if abs(v1 - v0) > max(threshold * abs(v0), e0, e1):
+            # Beyond the threshold either way, and larger than the scatter on either side.
+            if classify(v0, v1, 1 + threshold, significant=abs(v1 - v0) > max(e0, e1)) != SAME:
                 rows.append([*key, g["kind"].iloc[0], commits[r0 - 1], commits[l1], v0, v1,
                              v1 / v0 if v0 else np.inf, threshold, len(g)])
     return pd.DataFrame(rows, columns=cols)

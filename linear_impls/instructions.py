@@ -77,7 +77,7 @@ PINNED_ENV = {
 # (0.15% on a small case for a 500-byte variable, 1.2% seen between two sweeps run
 # by asv).  What the worker needs: finding Python, linbench and plugins, and a home.
 INHERITED_ENV = ("PATH", "HOME", "PYTHONPATH", "LD_LIBRARY_PATH", "TMPDIR", "LINEAR_IMPLS_PLUGINS",
-                 "LINBENCH_SWEEP", "LINBENCH_THREADS", "LINBENCH_GATE_CACHE")
+                 "LINBENCH_SWEEP", "LINBENCH_THREADS", "LINBENCH_CHECK_CACHE")
 
 
 def worker_env(base: dict[str, str]) -> dict[str, str]:
@@ -312,7 +312,7 @@ def _worker(cases_file: str, progress_file: str) -> int:
             key = case_key(impl, shape, dtype, mode)
             progress.write(json.dumps({"start": key, "t": time.monotonic()}) + "\n")
             try:
-                case = bench.prepare(impl, shape, dtype, "cpu", mode, gate=False, sweep_def=sweep_def)
+                case = bench.prepare(impl, shape, dtype, "cpu", mode, check=False, sweep_def=sweep_def)
                 for _ in range(warmup_calls(calls)):
                     case.step()
                 gc.collect()

@@ -3,7 +3,7 @@
 An implementation is a *factory* ``factory(weight, bias) -> forward``: the factory
 runs once, outside anything timed (it may build modules, transpose weights, ...);
 only ``forward(x)`` is timed and checked.  The same closure serves the correctness
-gates and the benchmarks, so what is checked is exactly what is timed.
+checks and the benchmarks, so what is checked is exactly what is timed.
 
 Most implementations are one expression of ``x`` and the weight; ``register_forward``
 takes that expression as a function and builds the factory, adding the bias (or
@@ -40,7 +40,7 @@ class RegistryError(ValueError):
 class Limits:
     """What an implementation declares it does not support.
 
-    Gates and benchmarks skip (never fail) cases outside these limits, with the
+    Checks and benchmarks skip (never fail) cases outside these limits, with the
     limit as the reason.  ``None`` means "no limit".
     """
 

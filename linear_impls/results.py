@@ -89,6 +89,7 @@ class Benchmark:
     stats: list  # per combination: a dict of asv's statistics, or None
     samples: list
     started_at: float | None
+    error: str | None = None  # why asv could not read its values (then values, stats, samples are empty)
 
 
 def iter_benchmarks(res: asv_results.Results) -> Iterator[Benchmark]:
@@ -99,14 +100,21 @@ def iter_benchmarks(res: asv_results.Results) -> Iterator[Benchmark]:
         if not isinstance(params, list) or not all(isinstance(axis, list) for axis in params):
             continue
         n = math.prod(len(axis) for axis in params)
-        yield Benchmark(name, params, _aligned(res.get_result_value(name, params), n),
-                        _aligned(res.get_result_stats(name, params), n),
-                        _aligned(res.get_result_samples(name, params), n), started.get(name))
+        try:
+            values = _aligned(res.get_result_value(name, params), n)
+            stats = _aligned(res.get_result_stats(name, params), n)
+            samples = _aligned(res.get_result_samples(name, params), n)
+        except (TypeError, ValueError, KeyError, IndexError) as exc:  # a hand-edited or truncated entry
+            yield Benchmark(name, params, [], [], [], started.get(name), f"{type(exc).__name__}: {exc}")
+            continue
+        yield Benchmark(name, params, values, stats, samples, started.get(name))
 
 
 def iter_cases(res: asv_results.Results) -> Iterator[Case]:
     """Every case of a results file, in asv's order (the product of the parameter axes)."""
     for b in iter_benchmarks(res):
+        if b.error:
+            continue
         for combo, value, stat, smp in zip(itertools.product(*b.params), b.values, b.stats, b.samples, strict=True):
             yield Case(b.name, tuple(combo), value, stat, smp, b.started_at)
 

@@ -1,4 +1,4 @@
-"""The one sweep definition shared by the gates, the asv benchmarks and the reports.
+"""The one sweep definition shared by the checks, the asv benchmarks and the reports.
 
 Shapes are written ``"{batch dims x}in x out"``: ``"64x256x256"`` is a batch of 64
 rows into a 256 -> 256 layer, ``"8x128x768x3072"`` an (8, 128, 768) input to a
@@ -237,7 +237,7 @@ def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: S
     itemsize = dtype_of(dtype).itemsize
     workspace = impl.limits.workspace(shape.rows, shape.in_features, shape.out_features, itemsize) \
         if impl.limits.workspace else 0
-    # Tensors, gradients and the float64 reference the gate computes.
+    # Tensors, gradients and the float64 reference the check computes.
     need = shape.tensor_bytes(itemsize, mode) + workspace * MODE_FLOP_FACTOR[mode] + shape.tensor_bytes(8, mode)
     free = free_memory_bytes(device) if free_bytes is None else free_bytes
     if need > free * 0.8:

@@ -152,3 +152,8 @@ class ResultsRemote:
         """``.ci/results-branch ACTION`` in ``repo``."""
         return subprocess.run(["sh", str(self.SCRIPT), action], cwd=repo, capture_output=True, text=True,
                               timeout=120)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite the report's golden files (tests/data/report/golden/) from this code")

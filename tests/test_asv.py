@@ -1,4 +1,4 @@
-"""The asv suite, run for real: discovery, a short run, gate-before-time and faulty implementations.
+"""The asv suite, run for real: discovery, a short run, check-before-time and faulty implementations.
 
 Speed itself is not asserted here (the machine is shared and noisy): these tests
 check that asv records what it should.  Timing figures come from the scripts in
@@ -53,7 +53,7 @@ def test_short_run_records_good_cases_and_fails_faulty_ones(asv_run):
     assert f"timed out (timeout {ASV_TIMEOUT:g}" in out or f"timed out (timeout {ASV_TIMEOUT}" in out
     assert "exit status" in out or "SIGABRT" in out or "signal 6" in out  # the abort
     # Gate before time: the gate's reason is in the log, so the case was never timed.
-    assert "GateFailed" in out and "faulty_dropped_bias" in out and "forward gate failed" in out
+    assert "CheckFailed" in out and "faulty_dropped_bias" in out and "forward check failed" in out
     # Not selected (cuda, other shapes) stays n/a, not failed.
     assert values[("bench_linear.Inference.time_forward", "f_linear", "3x2x3", "float32", "cuda")] != \
         values[("bench_linear.Inference.time_forward", "f_linear", "3x2x3", "float32", "cuda")]

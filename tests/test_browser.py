@@ -111,11 +111,11 @@ def test_asv_pages_load(browser, served):
 
 def test_planted_script_stays_text(browser, served, tmp_path):
     base, site, results = served
-    gates = tmp_path / "gates.json"
-    gates.write_text('[{"impl": "<script>window.pwned=1</script>", "check": "forward", "case": "c", '
+    checks = tmp_path / "checks.json"
+    checks.write_text('[{"impl": "<script>window.pwned=1</script>", "check": "forward", "case": "c", '
                      '"shape": [1], "dtype": "float32", "device": "cpu", "status": "fail", '
                      '"reason": "\\"onload=window.pwned=2 <img src=x onerror=window.pwned=3>"}]')
-    report.build_report(results, site / "x.html", gates_json=gates)
+    report.build_report(results, site / "x.html", checks_json=checks)
     page, errors = _open(browser, base + "/x.html")
     assert page.evaluate("window.pwned === undefined")
     assert page.locator("text=<script>window.pwned=1</script>").count() > 0

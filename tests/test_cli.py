@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from linear_impls import gates, sweep
+from linear_impls import checks, sweep
 
 from .conftest import run_linbench
 
@@ -33,7 +33,7 @@ def test_check_json_all_builtins_pass_everywhere(check_all):
         assert {r["dtype"] for r in mine} == {"float64", "float32", "bfloat16", "float16"}
         assert {r["check"] for r in mine} == {"forward", "backward"}
         assert {len(r["shape"]) for r in mine} == {1, 2, 3, 4}
-        assert len(mine) == len(gates.CASES) * 4 * 2
+        assert len(mine) == len(checks.CASES) * 4 * 2
 
 
 def test_check_table_and_exit_1_on_failure():

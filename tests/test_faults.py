@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from linear_impls import asvrun, gates, sweep
+from linear_impls import asvrun, checks, sweep
 
 from .conftest import run_linbench
 
@@ -31,7 +31,7 @@ def faulty_check():
 def test_every_good_result_comes_out(faulty_check):
     assert faulty_check.returncode == 1, faulty_check.stderr[-2000:]
     rows = json.loads(faulty_check.stdout)
-    per_impl = len(gates.CASES) * len(gates.CHECKS)
+    per_impl = len(checks.CASES) * len(checks.CHECKS)
     for good in ("f_linear", "einsum"):
         mine = [r for r in rows if r["impl"] == good]
         assert len(mine) == per_impl and all(r["status"] == "pass" for r in mine)
@@ -40,7 +40,7 @@ def test_every_good_result_comes_out(faulty_check):
 @pytest.mark.parametrize("impl", sorted(FAULTY))
 def test_each_faulty_one_is_reported_with_its_reason(faulty_check, impl):
     rows = [r for r in json.loads(faulty_check.stdout) if r["impl"] == impl]
-    assert len(rows) == len(gates.CASES) * len(gates.CHECKS), "a result went missing"
+    assert len(rows) == len(checks.CASES) * len(checks.CHECKS), "a result went missing"
     if impl == "bad_nan":  # an empty output holds no NaN: those cases rightly pass
         rows = [r for r in rows if 0 not in r["shape"]]
     assert all(r["status"] == "fail" for r in rows)

@@ -191,7 +191,7 @@ def test_gate_fails_when_head_breaks_a_plugin(scratch, tmp_path):
         verdict
     assert "REGRESSED" in proc.stdout and "trial_linear" in proc.stdout
     log = (repo / ".asv" / "gate" / "asv.log").read_text()
-    assert "correctness gate failed" in log or "GateFailed" in log
+    assert "correctness gate failed" in log or "CheckFailed" in log
 
 
 # --- CI plumbing --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ wanders within its noise and wall time moves 40%, as it does on a shared runner.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from linear_impls import gate, history, instructions, report
+from linear_impls import gate, history, instructions, report, results
 
 COLS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a", "stats_ci_99_b", "stats_q_25",
         "stats_q_75", "stats_number", "stats_repeat", "samples", "profile"]
@@ -47,7 +48,8 @@ def write_history(root: Path, machine: str = "vm", step: bool = True, seed: int 
         ratios = [1.2 * (1 + rng.uniform(-0.08, 0.08)), 0.9 * (1 + rng.uniform(-0.08, 0.08))]
         times = [1e-4 * (1 + rng.uniform(-0.4, 0.4)) for _ in IMPLS]
         data = {"commit_hash": commit, "env_name": ENV, "date": 1_700_000_000_000 + i * 3_600_000,
-                "params": {"python": "3.11", "torch": "2.13.0"}, "requirements": {}, "python": "3.11",
+                "params": {"python": "3.11", "torch": "2.13.0", "machine": machine}, "requirements": {},
+                "python": "3.11", "version": 2,
                 "result_columns": COLS, "results": {
                     "bench_linear.Instructions.track_instructions": entry(five, counts),
                     "bench_linear.RelativeToTorch.track_ratio": entry(five, ratios),
@@ -127,7 +129,8 @@ def test_gate_counts_judged_by_factor_with_functions(tmp_path):
     params = [["'a'", "'b'", "'c'"], ["'64x256x256'"], ["'float32'"], ["'cpu'"], ["'forward'"]]
 
     def res(values, commit):
-        return {"result_columns": ["result", "params"], "results": {name: [values, params]}, "commit_hash": commit}
+        return [results.Case(name, combo, v, None, None, None)
+                for combo, v in zip(itertools.product(*params), values, strict=True)]
 
     base, head = res([1e6, 1e6, 1e6], "1" * 40), res([1.015e6, 1.05e6, 0.9e6], "2" * 40)
     changes = gate.compare_results(base, head, 1.10)

@@ -50,7 +50,7 @@ def record(results_dir: Path, machine: str, env: str, commit: str, impls: dict[s
     (folder / "machine.json").write_text(json.dumps({"machine": machine, "version": 1}))
     row = [list(impls.values()), [[repr(i) for i in impls]], "v", started_at, 1.0,
            *[[None] * len(impls)] * 6, None, None]
-    data = {"commit_hash": commit, "env_name": env, "date": 1, "params": {}, "python": "3.11",
+    data = {"commit_hash": commit, "env_name": env, "date": 1, "params": {"machine": machine}, "python": "3.11",
             "requirements": {}, "env_vars": {}, "result_columns": COLS, "results": {CASE: row}, "version": 2}
     path = folder / f"{commit[:8]}-{env}.json"
     path.write_text(json.dumps(data))

@@ -1,4 +1,4 @@
-"""Wrong implementations of the kinds real authors write must fail a gate; correct
+"""Wrong implementations of the kinds real authors write must fail a check; correct
 variants that merely compute differently must pass every gate."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from linear_impls import gates
+from linear_impls import checks
 
 
 def _add_bias(y, bias):
@@ -202,7 +202,7 @@ NEW_KINDS = ("pairwise_low_accumulation", "blocked_low_accumulation", "prepared_
 
 
 def _all_results(rec):
-    return gates.run_gates(rec, ["cpu"])
+    return checks.run_all(rec, ["cpu"])
 
 
 @pytest.mark.parametrize("factory", WRONG, ids=lambda f: f.__name__)
@@ -210,7 +210,7 @@ def test_wrong_implementation_fails_a_gate(planted, factory):
     rec = planted(f"planted_{factory.__name__}", factory)
     results = _all_results(rec)
     failed = [r for r in results if r.status == "fail"]
-    assert failed, f"{factory.__name__} passed every gate"
+    assert failed, f"{factory.__name__} passed every check"
     dtype, phrase = EXPECTED[factory.__name__]
     hits = [r for r in failed if phrase in r.reason and (dtype is None or r.dtype == dtype)]
     assert hits, f"no failure mentions {phrase!r}; got: {sorted({r.reason for r in failed})[:5]}"
@@ -228,8 +228,8 @@ def test_new_kinds_pass_every_check_that_came_before(planted, name):
     assert failed and not older, older[:3]
 
 
-# The gate cases before the long sums were added (which the bound alone may catch).
-CASES_BEFORE = {c.id for c in gates.CASES} - {"positive_k16384", "normal_k16384"}
+# The check cases before the long sums were added (which the bound alone may catch).
+CASES_BEFORE = {c.id for c in checks.CASES} - {"positive_k16384", "normal_k16384"}
 
 
 def reversed_summation(weight, bias):
@@ -300,7 +300,7 @@ def test_correct_variant_passes_every_gate(planted, factory):
     results = _all_results(rec)
     failed = [f"{r.case}/{r.dtype}/{r.check}: {r.reason}" for r in results if r.status != "pass"]
     assert not failed, failed[:5]
-    assert {r.dtype for r in results} == set(gates.DTYPES)
+    assert {r.dtype for r in results} == set(checks.DTYPES)
 
 
 def test_exception_is_a_failed_case_not_a_crash(planted):
@@ -312,7 +312,7 @@ def test_exception_is_a_failed_case_not_a_crash(planted):
     rec = planted("planted_raises", raises)
     results = _all_results(rec)
     assert all(r.status == "fail" and "raised ValueError: boom" in r.reason for r in results)
-    assert len(results) == len(list(gates.iter_checks(rec, ["cpu"])))
+    assert len(results) == len(list(checks.iter_checks(rec, ["cpu"])))
 
 
 def test_factory_error_is_a_failed_case(planted):
@@ -320,13 +320,13 @@ def test_factory_error_is_a_failed_case(planted):
         raise RuntimeError("cannot build")
 
     rec = planted("planted_bad_factory", bad_factory)
-    res = gates.run_check(rec, gates.CASES[0], "float32", "cpu", "forward")
+    res = checks.run_check(rec, checks.CASES[0], "float32", "cpu", "forward")
     assert res.status == "fail" and "cannot build" in res.reason
 
 
 def test_tolerance_scales_with_k_and_dtype():
     ones = torch.ones(1, dtype=torch.float64)
-    assert gates.tolerance(ones, 0.0, 1024, "float32") > gates.tolerance(ones, 0.0, 16, "float32")
-    assert gates.tolerance(ones, 0.0, 16, "bfloat16") > gates.tolerance(ones, 0.0, 16, "float32")
+    assert checks.tolerance(ones, 0.0, 1024, "float32") > checks.tolerance(ones, 0.0, 16, "float32")
+    assert checks.tolerance(ones, 0.0, 16, "bfloat16") > checks.tolerance(ones, 0.0, 16, "float32")
     # float32's tolerance at modest K is far below TF32's unit roundoff.
-    assert gates.tolerance(ones, 0.0, 16, "float32") < 2.0**-11 / 10
+    assert checks.tolerance(ones, 0.0, 16, "float32") < 2.0**-11 / 10

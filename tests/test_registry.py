@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import linear_impls
-from linear_impls import RegistryError, gates
+from linear_impls import RegistryError, checks
 
 from .conftest import run_linbench
 
@@ -74,7 +74,7 @@ def test_short_form_adds_or_passes_the_bias():
             rec = linear_impls.get(name)
             assert torch.allclose(rec.build(w, b)(x), x @ w.T + b) and torch.allclose(rec.build(w, None)(x), x @ w.T)
             # Its checks run and pass, and the check cache keys on the module that wrote it.
-            res = gates.run_check(rec, gates.CASES[1], "float32", "cpu", "backward")
+            res = checks.run_check(rec, checks.CASES[1], "float32", "cpu", "backward")
             assert res.status == "pass", res.reason
             assert rec.factory.__module__ == __name__
     finally:
@@ -126,10 +126,10 @@ def test_select_globs():
 
 
 def test_limits_skip_instead_of_fail(planted):
-    from linear_impls import gates
+    from linear_impls import checks
 
     rec = planted("tmp_2d_declared", lambda w, b: (lambda x: x @ w.T + b),
                   limits=linear_impls.Limits(max_rank=2))
-    rank3 = next(c for c in gates.CASES if c.id == "rank3")
-    res = gates.run_check(rec, rank3, "float32", "cpu", "forward")
+    rank3 = next(c for c in checks.CASES if c.id == "rank3")
+    res = checks.run_check(rec, rank3, "float32", "cpu", "forward")
     assert res.status == "skip" and "max input rank 2" in res.reason

@@ -39,7 +39,7 @@ def test_quick(benchmark, impl, shape, dtype, mode):
         case = bench.prepare(impl, shape, dtype, "cpu", mode, sweep_def=QUICK)
     except bench.CaseSkipped as exc:
         pytest.skip(str(exc))
-    except bench.GateFailed as exc:
+    except bench.CheckFailed as exc:
         pytest.fail(f"correctness gate failed, not timed: {exc}", pytrace=False)
     # Groups compare implementations of one case; extra_info is what linbench report reads.
     benchmark.group = f"{shape} {dtype} {mode}"

@@ -1,6 +1,6 @@
-"""Correctness gates: every implementation against a float64 reference on the CPU.
+"""Correctness checks: every implementation against a float64 reference on the CPU.
 
-Nothing is timed before it passes here.  A gate case fixes the input's batch
+Nothing is timed before it passes here.  A check case fixes the input's batch
 shape, in/out features, bias or not, memory layout and data; each case is run
 in every dtype on every device, as a ``forward`` check (inference, no autograd)
 and a ``backward`` check (dX, dW, db against float64 autograd).
@@ -83,58 +83,48 @@ def tolerance(abs_terms: torch.Tensor, abs_extra: torch.Tensor | float, k: int, 
 
 
 @dataclass(frozen=True)
-class GateCase:
-    """One input configuration of the gates."""
+class CheckCase:
+    """One input configuration of the checks: a sweep shape, bias or not, layout and data."""
 
     id: str
-    batch: tuple[int, ...]
-    in_features: int
-    out_features: int
+    shape: Shape
     bias: bool = True
     layout: str = "contiguous"  # "contiguous", "transposed" (rank >= 2) or "strided"
     data: str = "normal"  # "normal" (zero mean) or "positive" (sums grow: exposes low-precision accumulation)
 
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (*self.batch, self.in_features)
 
-    @property
-    def rows(self) -> int:
-        return math.prod(self.batch)
-
-
-CASES: tuple[GateCase, ...] = (
-    GateCase("rank1", (), 16, 8),
-    GateCase("rank2", (5,), 16, 8),
-    GateCase("rank2_nobias", (5,), 16, 8, bias=False),
-    GateCase("rank3", (2, 3), 32, 24),
-    GateCase("rank3_nobias", (2, 3), 32, 24, bias=False),
-    GateCase("rank4", (2, 2, 3), 16, 8),
-    GateCase("empty_batch", (0,), 16, 8),
-    GateCase("empty_batch_rank3", (2, 0), 16, 8),
-    GateCase("in_features_1", (4,), 1, 8),
-    GateCase("out_features_1", (4,), 16, 1),
-    GateCase("square", (6,), 12, 12),
-    GateCase("noncontiguous_transposed", (6,), 16, 8, layout="transposed"),
-    GateCase("noncontiguous_strided", (2, 3), 16, 8, layout="strided"),
-    GateCase("positive_k16", (8,), 16, 8, data="positive"),
-    GateCase("positive_k256", (8,), 256, 16, data="positive"),
+CASES: tuple[CheckCase, ...] = (
+    CheckCase("rank1", Shape((), 16, 8)),
+    CheckCase("rank2", Shape((5,), 16, 8)),
+    CheckCase("rank2_nobias", Shape((5,), 16, 8), bias=False),
+    CheckCase("rank3", Shape((2, 3), 32, 24)),
+    CheckCase("rank3_nobias", Shape((2, 3), 32, 24), bias=False),
+    CheckCase("rank4", Shape((2, 2, 3), 16, 8)),
+    CheckCase("empty_batch", Shape((0,), 16, 8)),
+    CheckCase("empty_batch_rank3", Shape((2, 0), 16, 8)),
+    CheckCase("in_features_1", Shape((4,), 1, 8)),
+    CheckCase("out_features_1", Shape((4,), 16, 1)),
+    CheckCase("square", Shape((6,), 12, 12)),
+    CheckCase("noncontiguous_transposed", Shape((6,), 16, 8), layout="transposed"),
+    CheckCase("noncontiguous_strided", Shape((2, 3), 16, 8), layout="strided"),
+    CheckCase("positive_k16", Shape((8,), 16, 8), data="positive"),
+    CheckCase("positive_k256", Shape((8,), 256, 16), data="positive"),
     # Long sums, where an accumulation in the low precision loses most against torch's:
     # growing (all positive) and zero-mean.
-    GateCase("positive_k16384", (2,), 16384, 16, data="positive"),
-    GateCase("normal_k16384", (2,), 16384, 16),
-    GateCase("wide_k1024", (4,), 1024, 8),
+    CheckCase("positive_k16384", Shape((2,), 16384, 16), data="positive"),
+    CheckCase("normal_k16384", Shape((2,), 16384, 16)),
+    CheckCase("wide_k1024", Shape((4,), 1024, 8)),
 )
 
 
-def case_for_shape(shape: Shape, bias: bool = True) -> GateCase:
-    """The gate case of a sweep shape: the benchmark's own inputs are checked before timing."""
-    return GateCase(f"sweep_{shape.id}", shape.batch, shape.in_features, shape.out_features, bias=bias)
+def case_for_shape(shape: Shape, bias: bool = True) -> CheckCase:
+    """The check case of a sweep shape: the benchmark's own inputs are checked before timing."""
+    return CheckCase(f"sweep_{shape.id}", shape, bias=bias)
 
 
 @dataclass
 class CheckResult:
-    """One gate outcome: what ``linbench check --json`` prints per row."""
+    """One check outcome: what ``linbench check --json`` prints per row."""
 
     impl: str
     check: str  # "forward" or "backward"
@@ -153,11 +143,19 @@ class CheckResult:
     torch_error_ratio: float | None = None
     torch_error_ratio_max: float | None = None
 
+    @classmethod
+    def of(cls, impl: str, case: CheckCase, dtype: str, device: str, check: str, status: str,
+           reason: str = "") -> CheckResult:
+        """A result for ``case`` before (or instead of) running it."""
+        return cls(impl=impl, check=check, case=case.id, shape=list(case.shape.input_shape),
+                   in_features=case.shape.in_features, out_features=case.shape.out_features, bias=case.bias,
+                   dtype=dtype, device=device, status=status, reason=reason)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-class GateFailure(Exception):
+class CheckFailure(Exception):
     """A check that did not hold; the message is the reason shown to users."""
 
 
@@ -198,19 +196,19 @@ class _Inputs:
     gy64: list[torch.Tensor]
 
 
-def _make_inputs(case: GateCase, dtype: str, n_inputs: int) -> _Inputs:
+def _make_inputs(case: CheckCase, dtype: str, n_inputs: int) -> _Inputs:
     gen = torch.Generator().manual_seed(_seed(case.id, dtype))
     td = dtype_of(dtype)
     # Weights scaled by 1/sqrt(in) keep outputs O(1) in every dtype (float16 range).
-    scale = 1.0 / math.sqrt(case.in_features) if case.data == "normal" else 1.0 / case.in_features
+    scale = 1.0 / math.sqrt(case.shape.in_features) if case.data == "normal" else 1.0 / case.shape.in_features
 
     def rounded(t):
         return t.to(td).to(torch.float64)
 
-    w = rounded(_sample(gen, (case.out_features, case.in_features), case.data, scale))
-    b = rounded(_sample(gen, (case.out_features,), case.data)) if case.bias else None
-    xs = [rounded(_sample(gen, case.input_shape, case.data)) for _ in range(n_inputs)]
-    gys = [rounded(_sample(gen, (*case.batch, case.out_features), "normal")) for _ in range(n_inputs)]
+    w = rounded(_sample(gen, (case.shape.out_features, case.shape.in_features), case.data, scale))
+    b = rounded(_sample(gen, (case.shape.out_features,), case.data)) if case.bias else None
+    xs = [rounded(_sample(gen, case.shape.input_shape, case.data)) for _ in range(n_inputs)]
+    gys = [rounded(_sample(gen, (*case.shape.batch, case.shape.out_features), "normal")) for _ in range(n_inputs)]
     return _Inputs(xs, w, b, gys)
 
 
@@ -219,14 +217,14 @@ def _make_inputs(case: GateCase, dtype: str, n_inputs: int) -> _Inputs:
 
 def _expect_tensor(what: str, got: object, shape: tuple[int, ...], dtype: torch.dtype, device: str) -> torch.Tensor:
     if not isinstance(got, torch.Tensor):
-        raise GateFailure(f"{what} is {type(got).__name__}, not a tensor")
+        raise CheckFailure(f"{what} is {type(got).__name__}, not a tensor")
     if tuple(got.shape) != tuple(shape):
-        raise GateFailure(f"{what} has shape {list(got.shape)}, expected {list(shape)}")
+        raise CheckFailure(f"{what} has shape {list(got.shape)}, expected {list(shape)}")
     if got.dtype != dtype:
-        raise GateFailure(f"{what} has dtype {str(got.dtype).removeprefix('torch.')}, "
+        raise CheckFailure(f"{what} has dtype {str(got.dtype).removeprefix('torch.')}, "
                           f"expected {str(dtype).removeprefix('torch.')}")
     if got.device.type != torch.device(device).type:
-        raise GateFailure(f"{what} is on {got.device}, expected {device}")
+        raise CheckFailure(f"{what} is on {got.device}, expected {device}")
     return got
 
 
@@ -255,18 +253,18 @@ def _compare(what: str, got: torch.Tensor, ref: torch.Tensor, tol: torch.Tensor,
              torch_got: torch.Tensor | None = None, dtype: str | None = None, k: int = 0) -> _Worst:
     """The error of ``got`` against the float64 ``ref``: within ``tol`` everywhere, and (with
     ``torch_got``, torch's own result, for sums of ``k`` >= TORCH_ERROR_MIN_K terms) within
-    TORCH_ERROR_MULTIPLE of torch's error; raises GateFailure saying which and where."""
+    TORCH_ERROR_MULTIPLE of torch's error; raises CheckFailure saying which and where."""
     if ref.numel() == 0:
         return _Worst()
     g = got.detach().to("cpu", torch.float64)
     if not torch.isfinite(g).all():
         bad = (~torch.isfinite(g)).nonzero()[0].tolist()
-        raise GateFailure(f"{what} has a non-finite value {g[tuple(bad)].item()} at index {bad}")
+        raise CheckFailure(f"{what} has a non-finite value {g[tuple(bad)].item()} at index {bad}")
     ratio = (g - ref).abs() / tol
     worst = _Worst(bound=float(ratio.max()))
     if worst.bound > 1.0:
         idx = tuple(torch.nonzero(ratio == ratio.max())[0].tolist())
-        raise GateFailure(
+        raise CheckFailure(
             f"{what} off by {float((g - ref).abs()[idx]):.3g} at index {list(idx)} "
             f"(got {float(g[idx]):.6g}, expected {float(ref[idx]):.6g}); "
             f"tolerance {float(tol[idx]):.3g}, {worst.bound:.3g}x over"
@@ -283,7 +281,7 @@ def _compare(what: str, got: torch.Tensor, ref: torch.Tensor, tol: torch.Tensor,
     m_rmse, m_max = TORCH_ERROR_MULTIPLE[dtype]
     if worst.rmse > m_rmse or worst.max > m_max:  # both set just above
         which = f"RMSE {worst.rmse:.3g}x" if worst.rmse > m_rmse else f"largest error {worst.max:.3g}x"
-        raise GateFailure(
+        raise CheckFailure(
             f"{what}: {which} torch's own (F.linear) on the same inputs, over the "
             f"{m_rmse if worst.rmse > m_rmse else m_max:g}x allowed in {dtype} "
             f"(RMSE {rmse:.3g} against torch's {rmse_t:.3g}; largest {big:.3g} against {big_t:.3g})"
@@ -293,13 +291,13 @@ def _compare(what: str, got: torch.Tensor, ref: torch.Tensor, tol: torch.Tensor,
 
 def _unchanged(what: str, tensor: torch.Tensor, before: torch.Tensor) -> None:
     if not torch.equal(tensor.detach(), before):
-        raise GateFailure(f"{what} was modified in place by the implementation")
+        raise CheckFailure(f"{what} was modified in place by the implementation")
 
 
 # --- running ---------------------------------------------------------------------------------
 
 
-def _prepare(case: GateCase, dtype: str, device: str, inputs: _Inputs, requires_grad: bool):
+def _prepare(case: CheckCase, dtype: str, device: str, inputs: _Inputs, requires_grad: bool):
     td = dtype_of(dtype)
     # clone(): .to() returns the very tensor when nothing changes (float64 on the CPU),
     # and the float64 reference must not share storage with what the implementation gets.
@@ -313,20 +311,16 @@ def _forward_reference(x64, w64, b64):
     return y if b64 is None else y + b64
 
 
-def run_check(impl: Impl, case: GateCase, dtype: str, device: str, check: str, n_inputs: int = 3,
+def run_check(impl: Impl, case: CheckCase, dtype: str, device: str, check: str, n_inputs: int = 3,
               changing_parameters: bool = True) -> CheckResult:
-    """Run one gate; every exception from the implementation becomes a failed result.
+    """Run one check; every exception from the implementation becomes a failed result.
 
     ``changing_parameters=False`` leaves out the calls after the parameters are updated,
     frozen or moved: what they catch does not depend on the shape, so the benchmarks'
     check of their own (large) shapes skips them, while ``linbench check`` runs them.
     """
-    result = CheckResult(
-        impl=impl.name, check=check, case=case.id, shape=list(case.input_shape),
-        in_features=case.in_features, out_features=case.out_features, bias=case.bias,
-        dtype=dtype, device=device, status="pass",
-    )
-    limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(case.input_shape))
+    result = CheckResult.of(impl.name, case, dtype, device, check, "pass")
+    limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(case.shape.input_shape))
     if limit:
         result.status, result.reason = "skip", limit
         return result
@@ -339,7 +333,7 @@ def run_check(impl: Impl, case: GateCase, dtype: str, device: str, check: str, n
             raise ValueError(f"unknown check {check!r}")
         result.max_error_ratio = worst.bound
         result.torch_error_ratio, result.torch_error_ratio_max = worst.rmse, worst.max
-    except GateFailure as exc:
+    except CheckFailure as exc:
         result.status, result.reason = "fail", str(exc)
     except Exception as exc:  # the implementation raised: report it, never crash the run
         result.status = "fail"
@@ -358,9 +352,9 @@ def _exception_reason(exc: BaseException) -> str:
 
 @dataclass
 class _Subject:
-    """One implementation built on a gate case's parameters, with what its checks compare to."""
+    """One implementation built on a check case's parameters, with what its checks compare to."""
 
-    case: GateCase
+    case: CheckCase
     dtype: str
     device: str
     inputs: _Inputs
@@ -370,7 +364,7 @@ class _Subject:
     before: list[tuple[str, torch.Tensor, torch.Tensor]]  # (name, parameter, its copy)
 
     @classmethod
-    def build(cls, impl: Impl, case: GateCase, dtype: str, device: str, n_inputs: int, requires_grad: bool):
+    def build(cls, impl: Impl, case: CheckCase, dtype: str, device: str, n_inputs: int, requires_grad: bool):
         inputs = _make_inputs(case, dtype, n_inputs)
         weight, bias = _prepare(case, dtype, device, inputs, requires_grad=requires_grad)
         s = cls(case, dtype, device, inputs, weight, bias, impl.build(weight, bias), [])
@@ -398,12 +392,12 @@ class _Subject:
         """Shape, dtype, device and values of the output for input #i; the worst error figures."""
         td = dtype_of(self.dtype)
         what = what or f"output for input #{i + 1}"
-        _expect_tensor(what, y, (*self.case.batch, self.case.out_features), td, self.device)
+        _expect_tensor(what, y, (*self.case.shape.batch, self.case.shape.out_features), td, self.device)
         x64, w64, b64 = self.inputs.x64[i], self.inputs.w64, self.inputs.b64
-        tol = tolerance(x64.abs() @ w64.abs().T, 0.0 if b64 is None else b64.abs(), self.case.in_features,
+        tol = tolerance(x64.abs() @ w64.abs().T, 0.0 if b64 is None else b64.abs(), self.case.shape.in_features,
                         self.dtype)
         return _compare(what, y, _forward_reference(x64, w64, b64), tol, self.torch_linear(x), self.dtype,
-                        self.case.in_features)
+                        self.case.shape.in_features)
 
     def check_parameters_unchanged(self) -> None:
         for name, tensor, copy in self.before:
@@ -423,7 +417,7 @@ class _Subject:
         self.remember_parameters()
 
 
-def _check_forward(impl: Impl, case: GateCase, dtype: str, device: str, n_inputs: int,
+def _check_forward(impl: Impl, case: CheckCase, dtype: str, device: str, n_inputs: int,
                    changing_parameters: bool = True) -> _Worst:
     s = _Subject.build(impl, case, dtype, device, n_inputs, requires_grad=False)
     worst = _Worst()
@@ -463,7 +457,7 @@ def _check_module_to(s: _Subject) -> _Worst:
     return _Worst(bound=worst.bound)
 
 
-def _check_backward(impl: Impl, case: GateCase, dtype: str, device: str, n_inputs: int,
+def _check_backward(impl: Impl, case: CheckCase, dtype: str, device: str, n_inputs: int,
                     changing_parameters: bool = True) -> _Worst:
     s = _Subject.build(impl, case, dtype, device, n_inputs, requires_grad=True)
     worst = _Worst()
@@ -501,7 +495,7 @@ def _backward_call(s: _Subject, i: int, label: str, frozen: bool = False) -> _Wo
     worst = _Worst()
     worst.add(s.check_output(i, y, x, f"output for {label}"))
     if not y.requires_grad:
-        raise GateFailure("output does not require grad: the graph to x, weight and bias is cut")
+        raise CheckFailure("output does not require grad: the graph to x, weight and bias is cut")
     params = [] if frozen else [s.weight] + ([s.bias] if s.bias is not None else [])
     targets = [x, *params]
     gy = gy64.to(device, td).clone()
@@ -509,7 +503,7 @@ def _backward_call(s: _Subject, i: int, label: str, frozen: bool = False) -> _Wo
     names = ["grad of x", "grad of weight", "grad of bias"]
     for name, g in zip(names, grads, strict=False):  # no bias (or frozen): fewer grads
         if g is None:
-            raise GateFailure(f"{name} is None ({label}): the implementation does not propagate to it "
+            raise CheckFailure(f"{name} is None ({label}): the implementation does not propagate to it "
                               "(a detached or copied parameter?)")
     # torch's own gradients on the same inputs, for the relative criterion.
     xt = x.detach().clone().requires_grad_(True)
@@ -518,14 +512,14 @@ def _backward_call(s: _Subject, i: int, label: str, frozen: bool = False) -> _Wo
     yt = F.linear(xt, wt, bt)
     torch_grads = torch.autograd.grad(yt, [xt] + ([] if frozen else [wt] + ([bt] if bt is not None else [])),
                                       grad_outputs=gy)
-    x2 = x64.reshape(-1, case.in_features)
-    gy2 = gy64.reshape(-1, case.out_features)
+    x2 = x64.reshape(-1, case.shape.in_features)
+    gy2 = gy64.reshape(-1, case.shape.out_features)
     # Reference gradients of y = x Wᵀ + b, each with the length of its own sum.
-    checks = [("grad of x", gy64 @ s.inputs.w64, gy64.abs() @ s.inputs.w64.abs(), case.out_features, x.shape)]
+    checks = [("grad of x", gy64 @ s.inputs.w64, gy64.abs() @ s.inputs.w64.abs(), case.shape.out_features, x.shape)]
     if not frozen:
-        checks.append(("grad of weight", gy2.T @ x2, gy2.abs().T @ x2.abs(), case.rows, s.weight.shape))
+        checks.append(("grad of weight", gy2.T @ x2, gy2.abs().T @ x2.abs(), case.shape.rows, s.weight.shape))
         if s.bias is not None:
-            checks.append(("grad of bias", gy2.sum(0), gy2.abs().sum(0), case.rows, s.bias.shape))
+            checks.append(("grad of bias", gy2.sum(0), gy2.abs().sum(0), case.shape.rows, s.bias.shape))
     for (name, ref, abs_terms, k, shape), g, gt in zip(checks, grads, torch_grads, strict=True):
         what = f"{name} for {label}"
         _expect_tensor(what, g, tuple(shape), td, device)
@@ -538,8 +532,8 @@ CHECKS = ("forward", "backward")
 
 
 def iter_checks(impl: Impl, devices: list[str], dtypes: tuple[str, ...] = DTYPES,
-                cases: tuple[GateCase, ...] = CASES) -> Iterator[tuple[GateCase, str, str, str]]:
-    """Every (case, dtype, device, check) the gates run for one implementation."""
+                cases: tuple[CheckCase, ...] = CASES) -> Iterator[tuple[CheckCase, str, str, str]]:
+    """Every (case, dtype, device, check) the checks run for one implementation."""
     for device in devices:
         for dtype in dtypes:
             for case in cases:
@@ -547,6 +541,6 @@ def iter_checks(impl: Impl, devices: list[str], dtypes: tuple[str, ...] = DTYPES
                     yield case, dtype, device, check
 
 
-def run_gates(impl: Impl, devices: list[str], dtypes: tuple[str, ...] = DTYPES) -> list[CheckResult]:
+def run_all(impl: Impl, devices: list[str], dtypes: tuple[str, ...] = DTYPES) -> list[CheckResult]:
     return [run_check(impl, case, dtype, device, check)
             for case, dtype, device, check in iter_checks(impl, devices, dtypes)]

@@ -9,17 +9,17 @@ from __future__ import annotations
 import pytest
 
 import linear_impls
-from linear_impls import gates
+from linear_impls import checks
 
 IMPLS = linear_impls.names()
 
 
-@pytest.mark.parametrize("check", gates.CHECKS)
+@pytest.mark.parametrize("check", checks.CHECKS)
 @pytest.mark.parametrize("dtype", ["float64", "float32", "bfloat16", "float16"])
-@pytest.mark.parametrize("case", gates.CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", checks.CASES, ids=lambda c: c.id)
 @pytest.mark.parametrize("impl", IMPLS)
 def test_gate(impl, case, dtype, check):
-    res = gates.run_check(linear_impls.get(impl), case, dtype, "cpu", check)
+    res = checks.run_check(linear_impls.get(impl), case, dtype, "cpu", check)
     assert res.status == "pass", res.reason
     # A correct implementation is comfortably inside the bound, not at its edge.
     assert res.max_error_ratio is not None and res.max_error_ratio < 1.0
@@ -31,10 +31,10 @@ def test_builtin_names():
     assert expected <= set(linear_impls.names())
 
 
-def test_case_set_covers_what_the_gates_promise():
-    ranks = {len(c.input_shape) for c in gates.CASES}
+def test_case_set_covers_what_the_checks_promise():
+    ranks = {len(c.shape.input_shape) for c in checks.CASES}
     assert {1, 2, 3, 4} <= ranks
-    assert any(c.rows == 0 for c in gates.CASES)
-    assert any(c.in_features == 1 for c in gates.CASES) and any(c.out_features == 1 for c in gates.CASES)
-    assert any(c.layout != "contiguous" for c in gates.CASES)
-    assert any(not c.bias for c in gates.CASES) and any(c.bias for c in gates.CASES)
+    assert any(c.shape.rows == 0 for c in checks.CASES)
+    assert any(c.shape.in_features == 1 for c in checks.CASES) and any(c.shape.out_features == 1 for c in checks.CASES)
+    assert any(c.layout != "contiguous" for c in checks.CASES)
+    assert any(not c.bias for c in checks.CASES) and any(c.bias for c in checks.CASES)

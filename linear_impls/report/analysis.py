@@ -1,0 +1,290 @@
+"""Analysis: pure pandas on the tidy table (``load.MEASUREMENT``), nothing formatted.
+
+Every table the page shows is computed here, so the golden tests can assert them
+exactly and the templates only lay them out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .. import registry, sweep
+from ..verdict import classify
+from .load import CASE, FIXED
+
+# (q75 - q25) / median above this marks a measurement as noisy.
+NOISY_IQR = 0.2
+# Two pytest-benchmark runs: new/old beyond this either way is a change (no CI is recorded).
+RUN_FACTOR = 1.10
+# A shape counts as square-ish (for the peak) when its rows, in and out features are
+# within this factor of each other.
+SQUARISH = 4.0
+BENCH_CASE = ["benchmark", *CASE]
+
+
+def order(values: Iterable[str], preferred: Iterable[str]) -> list[str]:
+    """``values`` in the ``preferred`` order, any others sorted after."""
+    values = set(values)
+    pref = [v for v in preferred if v in values]
+    return pref + sorted(values - set(pref))
+
+
+def impl_order(values: Iterable[str]) -> list[str]:
+    """The registry's baseline first, the rest sorted."""
+    values = set(values)
+    base = registry.baseline()
+    return ([base] if base in values else []) + sorted(values - {base})
+
+
+def shape_info(shapes: Iterable[str]) -> dict[str, sweep.Shape | None]:
+    info: dict[str, sweep.Shape | None] = {}
+    for s in shapes:
+        try:
+            info[s] = sweep.parse_shape(s)
+        except sweep.ShapeError:
+            info[s] = None
+    return info
+
+
+def itemsize(dtype: str) -> int | None:
+    try:
+        return sweep.dtype_of(dtype).itemsize
+    except ValueError:
+        return None
+
+
+def latest_files(files: pd.DataFrame) -> pd.DataFrame:
+    """The newest file (by commit date) of each machine and environment."""
+    ordered = files.sort_values(["machine", "env", "date", "commit"], na_position="first")
+    return ordered.groupby(["machine", "env"], sort=True).tail(1)
+
+
+def rates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Timed rows with GFLOP/s, speedup against the registry's baseline, best-per-shape and noise flags.
+
+    The one rate calculation, for asv results and pytest-benchmark runs alike.
+    """
+    t = frame[frame["kind"] == "time"].copy()
+    shapes = shape_info(t["shape"].unique())
+    flops_of = {(s, m): (sh.flops(m) if sh is not None and m in sweep.MODE_FLOP_FACTOR else np.nan)
+                for s, sh in shapes.items() for m in set(t["mode"])}
+    t["flops"] = [flops_of.get(k, np.nan) for k in zip(t["shape"], t["mode"], strict=True)]
+    ok = t["status"] == "ok"
+    t["gflops"] = np.where(ok, t["flops"] / t["value"] / 1e9, np.nan)
+    group = ["file", "benchmark", "shape", "dtype", "device", "mode"]
+    base = t.loc[ok & (t["impl"] == registry.baseline()), group + ["value"]].rename(columns={"value": "base"})
+    t = t.merge(base, on=group, how="left")
+    t["speedup"] = t["base"] / t["value"]
+    t["best"] = ok.to_numpy() & (t["value"] == t.groupby(group)["value"].transform("min"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t["iqr_rel"] = (t["q75"] - t["q25"]) / t["value"]
+    t["noisy"] = t["iqr_rel"] > NOISY_IQR
+    return t
+
+
+def expected_skip(impl: str, shape: sweep.Shape | None, dtype: str, device: str, mode: str) -> str | None:
+    """Why the default sweep skips a case by design (limits, budget); None if it should run.
+
+    Memory-based skips depend on the machine that ran and cannot be reproduced here.
+    """
+    if shape is None:
+        return "malformed shape"
+    workspace = 0
+    if impl in registry.names():
+        lim = registry.get(impl).limits
+        limit = lim.excludes(dtype=dtype, device=device, rank=len(shape.input_shape))
+        if limit:
+            return f"{impl}: {limit}"
+        if lim.workspace:
+            workspace = lim.workspace(shape.rows, shape.in_features, shape.out_features, itemsize(dtype) or 4)
+    budget = sweep.SWEEPS["default"].max_call_seconds
+    est = sweep.estimated_seconds(shape, dtype, device, mode, workspace)
+    if est > budget:
+        return f"estimated {est * 1e3:.0f} ms a call, over the default sweep's {budget * 1e3:.0f} ms budget"
+    return None
+
+
+def missing_cases(latest: pd.DataFrame, file_ids: Iterable[int], impls: list[str]) -> pd.DataFrame:
+    """Default-sweep timed cases not measured in the latest file of each machine/env.
+
+    Columns: file, benchmark, impl, shape, dtype, device, mode, status (failed or
+    missing), reason (why it is skipped by design, or empty).
+    """
+    default = sweep.SWEEPS["default"]
+    timed = latest[latest["kind"] == "time"]
+    bench_names = {mode: name for name, mode in timed[["benchmark", "mode"]].drop_duplicates().itertuples(index=False)}
+    for name, fixed in FIXED.items():
+        if fixed["kind"] == "time" and fixed["mode"] not in bench_names:
+            bench_names[fixed["mode"]] = f"bench_linear.{name}"
+    rows = []
+    present = timed[timed["status"] != "skipped"]
+    for file_id in file_ids:
+        devices = ["cpu"] + sorted(set(present.loc[present["file"] == file_id, "device"]) - {"cpu"})
+        idx = pd.MultiIndex.from_product([[file_id], impls, list(default.shapes), list(default.dtypes), devices,
+                                          list(sweep.MODES)], names=["file", *CASE])
+        rows.append(idx.to_frame(index=False))
+    columns = ["file", *BENCH_CASE, "status", "reason"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    expected = pd.concat(rows, ignore_index=True)
+    expected["benchmark"] = expected["mode"].map(bench_names)
+    measured = timed.loc[timed["status"] == "ok", ["file", *BENCH_CASE]].assign(_m=True)
+    merged = expected.merge(measured, on=["file", *BENCH_CASE], how="left")
+    missing = merged[merged["_m"].isna()].drop(columns="_m")
+    failed = timed.loc[timed["status"] == "failed", ["file", *BENCH_CASE]].assign(status="failed")
+    missing = missing.merge(failed, on=["file", *BENCH_CASE], how="left")
+    missing["status"] = missing["status"].fillna("missing")
+    shapes = shape_info(default.shapes)
+    keys = missing[CASE].drop_duplicates()
+    reasons = {k: expected_skip(k[0], shapes[k[1]], *k[2:]) for k in keys.itertuples(index=False, name=None)}
+    missing["reason"] = [reasons[k] or "" for k in missing[CASE].itertuples(index=False, name=None)]
+    return missing[columns].reset_index(drop=True)
+
+
+def missing_summary(unexplained: pd.DataFrame) -> pd.DataFrame:
+    """Unexplained missing cases grouped: a row per device, dtype, mode and set of shapes, with the impls."""
+    if unexplained.empty:
+        return pd.DataFrame(columns=["device", "dtype", "mode", "shape", "impl"])
+    grouped = (unexplained.groupby(["device", "dtype", "mode", "impl"], sort=True)["shape"]
+               .agg(lambda s: ", ".join(order(s, sweep.ALL_SHAPES))).reset_index())
+    return grouped.groupby(["device", "dtype", "mode", "shape"], sort=True)["impl"] \
+        .agg(lambda s: ", ".join(impl_order(s))).reset_index()
+
+
+def only_in_older(frame: pd.DataFrame, latest: pd.DataFrame) -> dict[int, int]:
+    """Per latest file: cases measured by an older commit of its machine/env and not run by it.
+
+    A case the latest commit ran and that failed there is not counted: it shows as failed.
+    """
+    keys = ["machine", "env", *BENCH_CASE]
+    older = frame.loc[~frame["file"].isin(latest["file"]) & (frame["status"] == "ok"), keys].drop_duplicates()
+    newest = frame.loc[frame["file"].isin(latest["file"]) & (frame["status"] != "skipped"), [*keys, "file"]]
+    if older.empty:
+        return {}
+    m = older.merge(newest, on=keys, how="left", indicator=True)
+    gone = m[m["_merge"] == "left_only"].merge(latest[["machine", "env", "file"]], on=["machine", "env"],
+                                               suffixes=("_x", ""))
+    return {int(k): int(v) for k, v in gone.groupby("file").size().items()}
+
+
+def _rank(values: tuple, value: str) -> int:
+    return values.index(value) if value in values else len(values)
+
+
+# What the side-by-side tables show per machine, in the order shown in a cell.
+SIDE_KINDS = (("time", "wall time"), ("ratio", "time over F.linear's, one thread"),
+              ("instructions", "instructions per call"))
+
+
+def side_by_side(latest: pd.DataFrame) -> pd.DataFrame:
+    """Cases measured by two or more of the latest files: a row per case and file, a column per kind.
+
+    Columns: device, dtype, mode, shape, impl, file, failed, and one per ``SIDE_KINDS`` kind.
+    """
+    kinds = [k for k, _ in SIDE_KINDS]
+    shown = latest[latest["kind"].isin(kinds) & (latest["status"] != "skipped")]
+    keys = ["device", "dtype", "mode", "shape", "impl"]
+    n_files = shown.groupby(keys)["file"].transform("nunique")
+    shown = shown[n_files >= 2]
+    columns = [*keys, "file", "failed", *kinds]
+    if shown.empty:
+        return pd.DataFrame(columns=columns)
+    ok = shown[shown["status"] == "ok"].pivot_table(index=[*keys, "file"], columns="kind", values="value",
+                                                      aggfunc="first")
+    failed = shown.groupby([*keys, "file"])["status"].agg(lambda s: bool((s == "failed").all()))
+    table = pd.DataFrame({"failed": failed}).join(ok).reset_index()
+    for k in kinds:
+        if k not in table.columns:
+            table[k] = np.nan
+    shapes = {s: i for i, s in enumerate(order(table["shape"], sweep.ALL_SHAPES))}
+    impls = {s: i for i, s in enumerate(impl_order(table["impl"]))}
+    table["_o"] = [(_rank(sweep.DEVICES, d), _rank(sweep.DTYPES, t), _rank(sweep.MODES, m), d, t, m, shapes[s],
+                    impls[i]) for d, t, m, s, i in table[keys].itertuples(index=False, name=None)]
+    return table.sort_values(["_o", "file"]).drop(columns="_o")[columns].reset_index(drop=True)
+
+
+def squareness(shape: sweep.Shape) -> float:
+    dims = (shape.rows, shape.in_features, shape.out_features)
+    return max(dims) / max(min(dims), 1)
+
+
+def peaks(rated: pd.DataFrame) -> list[dict]:
+    """Per file, device and dtype: the peak GFLOP/s, each implementation's best, and the points to plot.
+
+    Peak: the best GFLOP/s of any implementation on the largest square-ish shape present
+    (the largest shape if none is).
+    """
+    ok = rated[(rated["status"] == "ok") & np.isfinite(rated["gflops"].astype(float))].copy()
+    if ok.empty:
+        return []
+    shapes = shape_info(ok["shape"].unique())
+    items = {d: itemsize(d) for d in ok["dtype"].unique()}
+    ok["ai"] = [shapes[s].arithmetic_intensity(items[d]) if shapes[s] is not None and items[d] else np.nan
+                for s, d in zip(ok["shape"], ok["dtype"], strict=True)]
+    ok["sq"] = [squareness(shapes[s]) if shapes[s] is not None else np.inf for s in ok["shape"]]
+    out = []
+    for (file_id, device, dtype), grp in ok.groupby(["file", "device", "dtype"], sort=True):
+        cand = grp[grp["sq"] <= SQUARISH]
+        if cand.empty:
+            cand = grp
+        top_shape = cand.loc[cand["flops"].idxmax(), "shape"]
+        on_top = cand[cand["shape"] == top_shape]
+        peak_row = on_top.loc[on_top["gflops"].idxmax()]
+        peak = float(peak_row["gflops"])
+        best = grp.loc[grp.groupby("impl")["gflops"].idxmax()].set_index("impl")
+        best = best.loc[impl_order(best.index)].reset_index()
+        best["fraction"] = best["gflops"] / peak if peak > 0 else np.nan
+        points = grp[(grp["mode"] == "forward") & grp["ai"].notna()]
+        if points.empty:
+            points = grp[grp["ai"].notna()]
+        out.append({"file": int(file_id), "machine": grp["machine"].iloc[0], "env": grp["env"].iloc[0],
+                    "device": device, "dtype": dtype, "peak": peak, "peak_impl": peak_row["impl"],
+                    "peak_shape": top_shape, "peak_mode": peak_row["mode"],
+                    "best": best[["impl", "gflops", "shape", "mode", "fraction"]],
+                    "points": points[["impl", "shape", "mode", "ai", "gflops"]].reset_index(drop=True)})
+    return out
+
+
+def check_counts(checks: pd.DataFrame | None, failed: pd.DataFrame, impls: Iterable[str]) -> pd.DataFrame:
+    """A row per implementation: checks passed, failed, skipped, cases failed in asv, and whether it is bad."""
+    impls = set(failed["impl"]) | set(impls) | (set(checks["impl"]) if checks is not None else set())
+    counts = (checks.pivot_table(index="impl", columns="status", values="check", aggfunc="count", fill_value=0)
+              if checks is not None and len(checks) else pd.DataFrame())
+    asv_failed = failed.groupby("impl").size() if len(failed) else pd.Series(dtype=int)
+    rows = []
+    for impl in impl_order(impls):
+        c = {s: int(counts.at[impl, s]) if impl in counts.index and s in counts.columns else 0
+             for s in ("pass", "fail", "skip")}
+        nf = int(asv_failed.get(impl, 0))
+        rows.append({"impl": impl, **c, "asv_failed": nf, "bad": bool(c["fail"] or nf)})
+    return pd.DataFrame(rows, columns=["impl", "pass", "fail", "skip", "asv_failed", "bad"])
+
+
+def failing_checks(checks: pd.DataFrame) -> pd.DataFrame:
+    """Failing checks grouped by implementation and reason, with the first 8 cases."""
+    fails = checks[checks["status"] == "fail"]
+    if fails.empty:
+        return pd.DataFrame(columns=["impl", "reason", "count", "cases"])
+    fails = fails.assign(where=fails["check"] + " " + fails["case"] + " " + fails["dtype"] + " " + fails["device"])
+    agg = fails.groupby(["impl", "reason"], sort=True)["where"].agg(["count", lambda s: ", ".join(s[:8])])
+    agg.columns = ["count", "cases"]
+    return agg.reset_index()
+
+
+def torch_error(checks: pd.DataFrame) -> pd.DataFrame:
+    """The worst error against float64 of each implementation and dtype, as a multiple of torch's own."""
+    have = checks[checks["torch_error_ratio"].notna() & (checks["status"] == "pass")]
+    return have.groupby(["impl", "dtype"])[["torch_error_ratio", "torch_error_ratio_max"]].max().reset_index()
+
+
+def compare_runs(rated: pd.DataFrame, old: int, new: int) -> pd.DataFrame:
+    """Cases in both files ``old`` and ``new``: new/old of the medians and ``verdict.classify``'s call."""
+    cols = [*CASE, "value", "noisy"]
+    m = rated.loc[rated["file"] == new, cols].merge(rated.loc[rated["file"] == old, cols], on=CASE,
+                                                    suffixes=("", "_old"))
+    m["ratio"] = m["value"] / m["value_old"]
+    m["change"] = [classify(o, n, RUN_FACTOR) for o, n in zip(m["value_old"], m["value"], strict=True)]
+    return m.sort_values(["ratio", "impl", "shape"], ascending=[False, True, True]).reset_index(drop=True)

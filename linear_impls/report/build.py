@@ -1,0 +1,113 @@
+"""``build_report``: load, analyse, render, write; the entry point of ``linbench report``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .. import history, registry
+from . import analysis, render
+from .load import Measurements, load_checks, load_pytest_benchmark, load_results
+
+
+@dataclass
+class ReportSummary:
+    out: Path
+    n_results_files: int  # results files read (corrupt ones excluded)
+    n_cases: int  # measured cases (every benchmark) in the latest commit of each machine/env
+    n_failed: int = 0  # cases that failed in asv in the latest commit of each machine/env
+    n_missing: int = 0  # default-sweep timed cases not measured in the latest commit
+    n_machines: int = 0
+    n_commits: int = 0
+    n_pytest_runs: int = 0  # pytest-benchmark files read
+    n_pytest_cases: int = 0  # linbench benchmarks in them, all runs
+    n_changes: int = 0  # changes found over the history (instruction counts, ratios)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Analysed:
+    """What the asv sections share: the measurements, the latest files, and tables derived from them."""
+
+    frame: pd.DataFrame
+    files: pd.DataFrame
+    machines: dict
+    latest_files: pd.DataFrame
+    latest: pd.DataFrame
+    rated: pd.DataFrame
+    missing: pd.DataFrame
+    memory: pd.DataFrame
+    only_older: dict[int, int]
+    impls_all: list[str]
+
+    @classmethod
+    def of(cls, data: Measurements) -> Analysed:
+        latest_files = analysis.latest_files(data.files)
+        latest = data.frame[data.frame["file"].isin(latest_files["file"])]
+        impls_all = analysis.impl_order(set(data.frame["impl"]) | set(registry.names()))
+        return cls(data.frame, data.files, data.machines, latest_files, latest, analysis.rates(latest),
+                   analysis.missing_cases(latest, latest_files["file"], impls_all),
+                   latest[latest["kind"] == "memory"], analysis.only_in_older(data.frame, latest_files), impls_all)
+
+
+def build_report(results_dir: Path, out: Path, *, checks_json: Path | None = None,
+                 asv_html: str = "asv/index.html", pytest_benchmark: Iterable[Path] = (),
+                 asv_conf: Path | None = None) -> ReportSummary:
+    """Build the summary page ``out`` from asv results under ``results_dir``.
+
+    ``pytest_benchmark``: pytest-benchmark JSON files, or folders searched for
+    ``*.json``, shown in a section of their own.  ``asv_conf``: the asv.conf.json whose
+    ``regressions_thresholds`` decide what a change is in the history (asv's defaults
+    without one).
+
+    Raises ReportError when the results directory is missing or holds no usable
+    results file and no pytest-benchmark run is given, when a pytest-benchmark path
+    is missing or not pytest-benchmark JSON, or when ``checks_json`` is given but
+    unusable; a corrupt results file is skipped and named in ``ReportSummary.warnings``.
+    """
+    results_dir, out = Path(results_dir), Path(out)
+    pb_warnings: list[str] = []
+    pb = load_pytest_benchmark(pytest_benchmark, pb_warnings)
+    data = load_results(results_dir, allow_empty=pb is not None)
+    warnings = data.warnings + pb_warnings
+    checks = load_checks(Path(checks_json), warnings) if checks_json is not None else None
+
+    ids = render.Ids()
+    sections: list[render.Section] = []
+    n_changes = n_missing = 0
+    impls_env = analysis.impl_order(set(data.frame["impl"]) | set(registry.names())
+                                    | (set(pb.frame["impl"]) if pb is not None else set()))
+    d = Analysed.of(data) if len(data.files) else None
+    failed = d.latest[d.latest["status"] == "failed"] if d else data.frame.iloc[0:0]
+    if d is not None:
+        sections.append(render._perf_section(d, ids, asv_html))
+        if len(d.latest_files) >= 2:
+            sections.append(render._machines_section(d, ids))
+        sections += [render._peak_section(d, ids), render._checks_section(checks, failed, d.impls_all, asv_html)]
+        # Commits of one second (a rebase) are ordered as git orders them, where the repository is at hand.
+        order = history.git_order(Path(asv_conf).resolve().parent if asv_conf else None)
+        section, n_changes = render._history_section(d, ids, asv_html, results_dir,
+                                                      history.load_thresholds(asv_conf), order)
+        sections.append(section)
+        n_missing = int(((d.missing["status"] == "missing") & (d.missing["reason"] == "")).sum())
+    if pb is not None:
+        sections.append(render._pytest_section(pb, ids))
+    if d is None:
+        sections.append(render._checks_section(checks, failed, impls_env, asv_html))
+    sections.append(render._env_section(d, impls_env, d is not None))
+    summary = ReportSummary(
+        out=out, n_results_files=len(data.files),
+        n_cases=int((d.latest["status"] == "ok").sum()) if d else 0, n_failed=len(failed), n_missing=n_missing,
+        n_machines=data.files["machine"].nunique(), n_commits=data.files["commit"].nunique(),
+        n_pytest_runs=len(pb.files) if pb is not None else 0, n_pytest_cases=len(pb.frame) if pb is not None else 0,
+        warnings=warnings, n_changes=n_changes)
+    page = render.render_page(summary, sections, asv_html, results_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    return summary

@@ -1,0 +1,158 @@
+"""Plots as plain SVG: the roofline scatter and a case's history over commits.
+
+Drawn here rather than with matplotlib: the page draws up to 16 charts, and
+matplotlib's SVG backend took 2.4 s of a 5.6 s build of a 20-commit history
+(benchmarks/README.md, "The summary page's build time"), where these take
+milliseconds.  Every point carries a ``<title>`` (the browser's tooltip: which case,
+which value), and the output depends on nothing but the data, so the golden page
+does not move with a plotting library's version.  Geometry is computed here; the
+``chart.svg.j2`` template writes the elements, escaping every label.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .. import history
+from ..units import fmt
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+MARKERS = ("circle", "square", "diamond", "triangle")
+
+
+@dataclass
+class Chart:
+    """What ``chart.svg.j2`` draws, in pixels from the top left."""
+
+    width: float
+    height: float
+    title: str = ""
+    rects: list[dict] = field(default_factory=list)  # x, y, w, h, fill, [stroke]
+    lines: list[dict] = field(default_factory=list)  # x1, y1, x2, y2, stroke, [dash], [width]
+    polylines: list[dict] = field(default_factory=list)  # points "x,y ...", stroke
+    marks: list[dict] = field(default_factory=list)  # x, y, shape, fill, title
+    texts: list[dict] = field(default_factory=list)  # x, y, text, [anchor], [size], [rotate]
+
+
+@dataclass
+class Axis:
+    """A linear or log axis from data to pixels."""
+
+    lo: float
+    hi: float
+    p0: float
+    p1: float
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if self.log:
+            self.lo, self.hi = math.log10(self.lo), math.log10(self.hi)
+        if self.hi <= self.lo:
+            self.lo, self.hi = self.lo - 0.5, self.hi + 0.5
+
+    def __call__(self, v: float) -> float:
+        v = math.log10(v) if self.log else v
+        return round(self.p0 + (v - self.lo) / (self.hi - self.lo) * (self.p1 - self.p0), 2)
+
+    def ticks(self) -> list[float]:
+        if self.log:
+            return [10.0**k for k in range(math.ceil(self.lo - 1e-9), math.floor(self.hi + 1e-9) + 1)]
+        step = 10 ** math.floor(math.log10((self.hi - self.lo) / 2 or 1))
+        first = math.ceil(self.lo / step) * step
+        return [first + i * step for i in range(int((self.hi - first) / step) + 1)][:8]
+
+
+def _frame(chart: Chart, x: Axis, y: Axis, xlabel: str, ylabel: str, ytick) -> None:
+    """Plot area, grid, tick labels and axis labels."""
+    chart.rects.append({"x": x.p0, "y": y.p1, "w": x.p1 - x.p0, "h": y.p0 - y.p1, "fill": "#fff",
+                        "stroke": "#999"})
+    for t in y.ticks():
+        py = y(t)
+        chart.lines.append({"x1": x.p0, "y1": py, "x2": x.p1, "y2": py, "stroke": "#e4e4e4"})
+        chart.texts.append({"x": x.p0 - 4, "y": py + 3, "text": ytick(t), "anchor": "end", "size": 9})
+    for t in x.ticks():
+        px = x(t)
+        chart.lines.append({"x1": px, "y1": y.p0, "x2": px, "y2": y.p1, "stroke": "#e4e4e4"})
+        chart.texts.append({"x": px, "y": y.p0 + 12, "text": f"{t:g}", "anchor": "middle", "size": 9})
+    chart.texts.append({"x": (x.p0 + x.p1) / 2, "y": y.p0 + 26, "text": xlabel, "anchor": "middle", "size": 10})
+    chart.texts.append({"x": 12, "y": (y.p0 + y.p1) / 2, "text": ylabel, "anchor": "middle", "size": 10,
+                        "rotate": -90})
+
+
+def roofline(points: pd.DataFrame, peak: float, title: str) -> Chart:
+    """Log-log GFLOP/s against arithmetic intensity, a colour and marker per implementation, the peak dashed."""
+    chart = Chart(720, 380, title)
+    x = Axis(float(points["ai"].min()) / 1.5, float(points["ai"].max()) * 1.5, 62, 540, log=True)
+    top = max(float(points["gflops"].max()), peak if math.isfinite(peak) else 0) * 1.5
+    y = Axis(float(points["gflops"].min()) / 1.5, top, 340, 30, log=True)
+    _frame(chart, x, y, "arithmetic intensity (FLOP/byte)", "GFLOP/s", lambda t: f"{t:g}")
+    chart.texts.append({"x": (x.p0 + x.p1) / 2, "y": 18, "text": title, "anchor": "middle", "size": 11})
+    if peak > 0 and math.isfinite(peak):
+        chart.lines.append({"x1": x.p0, "y1": y(peak), "x2": x.p1, "y2": y(peak), "stroke": "#888", "dash": "5,4"})
+        chart.texts.append({"x": x.p1 - 4, "y": y(peak) - 4, "text": f"peak {fmt(peak, 'gflops')}",
+                            "anchor": "end", "size": 9})
+    for i, (impl, grp) in enumerate(points.groupby("impl", sort=True)):
+        colour, marker = PALETTE[i % len(PALETTE)], MARKERS[(i // len(PALETTE)) % len(MARKERS)]
+        for r in grp.itertuples(index=False):
+            chart.marks.append({"x": x(r.ai), "y": y(r.gflops), "shape": marker, "fill": colour,
+                                "title": f"{impl} {r.shape} {r.mode}: {fmt(r.gflops, 'gflops')} at "
+                                         f"{r.ai:.3g} FLOP/byte"})
+        ly = 40 + 16 * i
+        chart.marks.append({"x": 556, "y": ly - 4, "shape": marker, "fill": colour, "title": str(impl)})
+        chart.texts.append({"x": 566, "y": ly, "text": str(impl), "size": 10})
+    return chart
+
+
+# Per metric: how its values are written on the axis.
+_TICK_UNIT = {"time": "seconds", "instructions": "instructions", "ratio": "ratio"}
+
+
+def history_chart(series: dict[str, pd.DataFrame], change: pd.Series) -> Chart:
+    """The case over commits, a panel per metric: the changed metric in red, the step dashed,
+    wall time with its run-to-run band."""
+    commits = series["_commits"]
+    panels = [m for m in history.METRICS if m.kind in series]
+    width = 230
+    chart = Chart(width * max(len(panels), 1) + 10, 170)
+    step = commits.loc[commits["commit"] == change["after_commit"], "pos"]
+    n = max(len(commits), 1)
+    for i, metric in enumerate(panels):
+        d = series[metric.kind]
+        x = Axis(-0.5, n - 0.5, 70 + width * i, width * (i + 1) - 10)
+        values = d["value"].to_numpy(dtype=float)
+        lo, hi = (float(np.min(values)), float(np.max(values))) if len(values) else (0.0, 1.0)
+        band = metric.kind == "time" and len(values)
+        mid = float(np.median(values)) if band else 0.0
+        if band:
+            lo, hi = min(lo, mid * (1 - history.WALL_TIME_NOISE)), max(hi, mid * (1 + history.WALL_TIME_NOISE))
+        pad = (hi - lo) * 0.1 or abs(hi) * 0.05 or 1.0
+        y = Axis(lo - pad, hi + pad, 135, 22)
+        unit = _TICK_UNIT.get(metric.kind, "")
+        _frame_panel(chart, x, y, metric.label, unit)
+        if band:
+            top, bottom = y(mid * (1 + history.WALL_TIME_NOISE)), y(mid * (1 - history.WALL_TIME_NOISE))
+            chart.rects.append({"x": x.p0, "y": top, "w": x.p1 - x.p0, "h": bottom - top, "fill": "#ddd"})
+        if len(step):
+            px = x(float(step.iloc[0]) - 0.5)
+            chart.lines.append({"x1": px, "y1": y.p0, "x2": px, "y2": y.p1, "stroke": "#888", "dash": "4,3"})
+        colour = "#b00" if metric.kind == change["kind"] else "#36c"
+        pts = [(x(p), y(v)) for p, v in zip(d["pos"], values, strict=True)]
+        chart.polylines.append({"points": " ".join(f"{a},{b}" for a, b in pts), "stroke": colour})
+        for (px, py), commit, v in zip(pts, d["commit"], values, strict=True):
+            chart.marks.append({"x": px, "y": py, "shape": "dot", "fill": colour,
+                                "title": f"{commit[:8]}: {fmt(v, unit)}"})
+    return chart
+
+
+def _frame_panel(chart: Chart, x: Axis, y: Axis, label: str, unit: str) -> None:
+    chart.rects.append({"x": x.p0, "y": y.p1, "w": x.p1 - x.p0, "h": y.p0 - y.p1, "fill": "#fff", "stroke": "#999"})
+    for v in (y.lo, (y.lo + y.hi) / 2, y.hi):
+        chart.texts.append({"x": x.p0 - 4, "y": y(v) + 3, "text": fmt(v, unit), "anchor": "end", "size": 8})
+    chart.texts.append({"x": (x.p0 + x.p1) / 2, "y": 14, "text": label, "anchor": "middle", "size": 10})
+    chart.texts.append({"x": (x.p0 + x.p1) / 2, "y": y.p0 + 14, "text": "commits, oldest first",
+                        "anchor": "middle", "size": 8})
