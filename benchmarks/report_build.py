@@ -7,6 +7,11 @@ instruction counts with a few 30% steps so the history has changes to draw), the
 builds the page from it several times in one process and prints the median.
 
     python benchmarks/report_build.py [--commits 20] [--builds 5] [--keep DIR]
+    python benchmarks/report_build.py --results DIR/results   # build an existing folder
+
+To time another version of the report on the same folder, put its checkout first on
+the path: ``git worktree add /tmp/old REV; PYTHONPATH=/tmp/old python
+benchmarks/report_build.py --results DIR/results``.
 
 The issue's budget is 2 s for 20 commits on the project's 2-core VM; figures are in
 benchmarks/README.md ("The summary page's build time").
@@ -24,7 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after $PYTHONPATH: another checkout there is the one timed
 
 
 
@@ -88,16 +93,22 @@ def main() -> None:
     parser.add_argument("--commits", type=int, default=20)
     parser.add_argument("--builds", type=int, default=5)
     parser.add_argument("--keep", type=Path, help="write the results and page here instead of a temporary folder")
+    parser.add_argument("--results", type=Path, help="build this results folder instead of writing one")
     args = parser.parse_args()
+    import linear_impls
+
+    print(f"timing the report of {Path(linear_impls.__file__).parent.parent}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
-        n = synthetic_history(folder / "results", args.commits)
-        print(f"{args.commits} commits x {n} results per commit ({len(registry.names())} implementations)")
+        results_dir = args.results or folder / "results"
+        if args.results is None:
+            n = synthetic_history(results_dir, args.commits)
+            print(f"{args.commits} commits x {n} results per commit ({len(registry.names())} implementations)")
         times = []
         for _ in range(args.builds):
             t0 = time.perf_counter()
             # The project's asv.conf.json, as `linbench report` reads by default: its thresholds decide the history.
-            summary = build_report(folder / "results", folder / "index.html", asv_conf=ROOT / "asv.conf.json")
+            summary = build_report(results_dir, folder / "index.html", asv_conf=ROOT / "asv.conf.json")
             times.append(time.perf_counter() - t0)
         size = (folder / "index.html").stat().st_size
         print(f"build_report: median {statistics.median(times):.2f} s over {args.builds} builds "
