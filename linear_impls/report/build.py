@@ -84,21 +84,21 @@ def build_report(results_dir: Path, out: Path, *, checks_json: Path | None = Non
     d = Analysed.of(data) if len(data.files) else None
     failed = d.latest[d.latest["status"] == "failed"] if d else data.frame.iloc[0:0]
     if d is not None:
-        sections.append(render._perf_section(d, ids, asv_html))
+        sections.append(render.perf_section(d, ids, asv_html))
         if len(d.latest_files) >= 2:
-            sections.append(render._machines_section(d, ids))
-        sections += [render._peak_section(d, ids), render._checks_section(checks, failed, d.impls_all, asv_html)]
+            sections.append(render.machines_section(d, ids))
+        sections += [render.peak_section(d, ids), render.checks_section(checks, failed, d.impls_all, asv_html)]
         # Commits of one second (a rebase) are ordered as git orders them, where the repository is at hand.
         order = history.git_order(Path(asv_conf).resolve().parent if asv_conf else None)
-        section, n_changes = render._history_section(d, ids, asv_html, results_dir,
+        section, n_changes = render.history_section(d, ids, asv_html, results_dir,
                                                       history.load_thresholds(asv_conf), order)
         sections.append(section)
         n_missing = int(((d.missing["status"] == "missing") & (d.missing["reason"] == "")).sum())
     if pb is not None:
-        sections.append(render._pytest_section(pb, ids))
+        sections.append(render.pytest_section(pb, ids))
     if d is None:
-        sections.append(render._checks_section(checks, failed, impls_env, asv_html))
-    sections.append(render._env_section(d, impls_env, d is not None))
+        sections.append(render.checks_section(checks, failed, impls_env, asv_html))
+    sections.append(render.env_section(d, impls_env, d is not None))
     summary = ReportSummary(
         out=out, n_results_files=len(data.files),
         n_cases=int((d.latest["status"] == "ok").sum()) if d else 0, n_failed=len(failed), n_missing=n_missing,

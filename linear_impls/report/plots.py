@@ -1,12 +1,12 @@
 """Plots as plain SVG: the roofline scatter and a case's history over commits.
 
 Drawn here rather than with matplotlib: the page draws up to 16 charts, and
-matplotlib's SVG backend took 2.4 s of a 5.6 s build of a 20-commit history
-(benchmarks/README.md, "The summary page's build time"), where these take
-milliseconds.  Every point carries a ``<title>`` (the browser's tooltip: which case,
-which value), and the output depends on nothing but the data, so the golden page
-does not move with a plotting library's version.  Geometry is computed here; the
-``chart.svg.j2`` template writes the elements, escaping every label.
+matplotlib's SVG backend took most of the page's build time where these take
+milliseconds (benchmarks/README.md, "The summary page's build time").  Every point
+carries a ``<title>`` (the browser's tooltip: which case, which value), and the
+output depends on nothing but the data, so the golden page does not move with a
+plotting library's version.  Geometry is computed here; the ``chart.svg.j2``
+template writes the elements, escaping every label.
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ def memory_tables(mem: pd.DataFrame) -> list[dict]:
     return tables
 
 
-def _perf_section(d, ids: Ids, asv_html: str) -> Section:
+def perf_section(d, ids: Ids, asv_html: str) -> Section:
     miss_lookup = {(r.file, r.impl, r.shape, r.dtype, r.device, r.mode): (r.status, r.reason)
                    for r in d.missing.itertuples(index=False)}
     files, toc = [], []
@@ -173,7 +173,7 @@ def _perf_section(d, ids: Ids, asv_html: str) -> Section:
                    {"files": files, "noisy_iqr": analysis.NOISY_IQR}, toc)
 
 
-def _machines_section(d, ids: Ids) -> Section:
+def machines_section(d, ids: Ids) -> Section:
     cols = list(d.latest_files.sort_values(["machine", "env"]).itertuples(index=False))
     table = analysis.side_by_side(d.latest)
     families, toc = [], []
@@ -201,7 +201,7 @@ def _machines_section(d, ids: Ids) -> Section:
                    {"columns": cols, "families": families, "kinds": analysis.SIDE_KINDS}, toc)
 
 
-def _peak_section(d, ids: Ids) -> Section:
+def peak_section(d, ids: Ids) -> Section:
     blocks = []
     for p in analysis.peaks(d.rated):
         title = f"{p['machine']} · {p['device']} · {p['dtype']}"
@@ -212,7 +212,7 @@ def _peak_section(d, ids: Ids) -> Section:
                    {"blocks": blocks, "squarish": analysis.SQUARISH})
 
 
-def _checks_section(checks: pd.DataFrame | None, failed: pd.DataFrame, impls: list[str], asv_html: str) -> Section:
+def checks_section(checks: pd.DataFrame | None, failed: pd.DataFrame, impls: list[str], asv_html: str) -> Section:
     ctx = {"given": checks is not None,
            "counts": analysis.check_counts(checks, failed, impls).to_dict("records"),
            "failing": [], "torch_error": None, "asv_failed": [], "asv_html": asv_html}
@@ -234,7 +234,7 @@ def _checks_section(checks: pd.DataFrame | None, failed: pd.DataFrame, impls: li
     return Section("checks", "Check status", "checks.html.j2", ctx)
 
 
-def _history_section(d, ids: Ids, asv_html: str, results_dir, thresholds: dict[str, float],
+def history_section(d, ids: Ids, asv_html: str, results_dir, thresholds: dict[str, float],
                      order: dict[str, int]) -> tuple[Section, int]:
     frame = d.frame[d.frame["status"] != "skipped"]
     changes = history.find_changes(frame, d.files, thresholds, order)
@@ -276,7 +276,7 @@ def _history_section(d, ids: Ids, asv_html: str, results_dir, thresholds: dict[s
     return Section("history", "History: what changed, and why", "history.html.j2", ctx), n_found
 
 
-def _pytest_section(pb, ids: Ids) -> Section:
+def pytest_section(pb, ids: Ids) -> Section:
     rated = analysis.rates(pb.frame)
     counts = rated.groupby("file").size()
     runs = pb.files.sort_values(["date", "path"], na_position="first").reset_index(drop=True)
@@ -315,7 +315,7 @@ def _pytest_section(pb, ids: Ids) -> Section:
     return Section("pytest", "pytest-benchmark runs", "pytest.html.j2", ctx, toc)
 
 
-def _env_section(d, impls: list[str], with_files: bool) -> Section:
+def env_section(d, impls: list[str], with_files: bool) -> Section:
     rows = []
     if with_files:
         n_commits = d.files.groupby(["machine", "env"])["commit"].nunique()
