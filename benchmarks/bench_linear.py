@@ -52,6 +52,10 @@ import linear_impls  # noqa: E402
 from linear_impls import bench, sweep  # noqa: E402
 
 try:
+    from linear_impls import ceilings as _ceilings  # noqa: E402
+except ImportError:  # a commit older than measured ceilings
+    _ceilings = None
+try:
     from linear_impls import instructions as _instructions  # noqa: E402
 except ImportError:  # a commit older than instruction counts (asv benchmarks old commits with this file)
     _instructions = None
@@ -357,6 +361,36 @@ class DeviceMemory:
         return torch.cuda.max_memory_allocated()
 
     track_peak_bytes.unit = "bytes"
+
+
+class Ceilings:
+    """The machine's roofs for the summary page's roofline: a large GEMM's rate per dtype,
+    a streaming triad's bandwidth (``linear_impls.ceilings``)."""
+
+    params = [DTYPES, DEVICES]
+    param_names = ["dtype", "device"]
+    timeout = 300
+
+    def setup(self, dtype, device):
+        if _ceilings is None:
+            raise NotImplementedError("this commit measures no ceilings")
+        if device not in sweep.available_devices():
+            raise NotImplementedError(f"no {device} device here")
+        if dtype not in sweep.current_sweep().dtypes:
+            raise NotImplementedError(f"{dtype} is not in the {sweep.current_sweep().name!r} sweep")
+
+    def track_peak_gflops(self, dtype, device):
+        return _ceilings.peak_gflops(dtype, device)[0]
+
+    track_peak_gflops.unit = "GFLOP/s"
+
+    def track_bandwidth_gbs(self, dtype, device):
+        # One figure per device; recorded under float32, the others are n/a.
+        if dtype != "float32":
+            raise NotImplementedError("bandwidth is measured once per device, under float32")
+        return _ceilings.bandwidth_gbs(device)
+
+    track_bandwidth_gbs.unit = "GB/s"
 
 
 class Environment:

@@ -137,7 +137,7 @@ def existing_cases(results_dir: Path, commit: str, target: Target) -> set[str]:
 CHUNK_GROUPS = (
     ("instruction counts", ("Instructions",)),
     ("ratio to F.linear", ("RelativeToTorch",)),
-    ("wall time and memory", ("Timed", "HostMemory", "DeviceMemory")),
+    ("wall time, memory and ceilings", ("Timed", "HostMemory", "DeviceMemory", "Ceilings")),
 )
 
 

@@ -181,8 +181,8 @@ def param_alternatives(values) -> str:
 def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> dict[str, str]:
     """``asv run -b`` patterns selecting a sweep's cases, per benchmark family, so others do not
     even start a process: ``{"Environment", "Timed" (Inference and Training),
-    "RelativeToTorch", "Instructions", "HostMemory", "DeviceMemory": pattern}``, each
-    present where the sweep has such cases.
+    "RelativeToTorch", "Instructions", "HostMemory", "DeviceMemory", "Ceilings": pattern}``,
+    each present where the sweep has such cases.
 
     asv matches them against ``name(param0, param1, ...)`` with each param's repr.
     """
@@ -202,6 +202,8 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> di
             rf"^bench_linear\.Instructions\.\w+\('[^']+', {shapes}, {alt(counted)}, 'cpu', '[^']+'\)$"
     if mem_dtypes:
         patterns["HostMemory"] = rf"^bench_linear\.HostMemory\.\w+\('[^']+', {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"
+    # The roofline's ceilings, measured in each of the sweep's dtypes on each device.
+    patterns["Ceilings"] = rf"^bench_linear\.Ceilings\.\w+\({dtypes}, {alt(devices)}\)$"
     if mem_dtypes and "cuda" in devices:
         patterns["DeviceMemory"] = \
             rf"^bench_linear\.DeviceMemory\.\w+\('[^']+', {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"

@@ -120,3 +120,35 @@ def test_planted_script_stays_text(browser, served, tmp_path):
     assert page.evaluate("window.pwned === undefined")
     assert page.locator("text=<script>window.pwned=1</script>").count() > 0
 
+
+
+def test_verdict_is_on_the_first_screen_and_nothing_overflows(browser, tmp_path):
+    """A page of the default sweep's shape (every dtype and mode) at 1400 x 900."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import report_build  # the synthetic default-sweep history benchmarks/report_build.py times
+
+    report_build.synthetic_history(tmp_path / "results", 3)
+    report.build_report(tmp_path / "results", tmp_path / "index.html")
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto((tmp_path / "index.html").as_uri())
+    rows = page.locator("#verdict table.ranking tr")
+    labels = [rows.nth(i).locator("th").first.inner_text() for i in range(1, rows.count())]
+    from linear_impls import sweep
+
+    assert labels == [f"{d} · {m}" for d in sweep.DTYPES for m in sweep.MODES]
+    last = rows.last.bounding_box()
+    assert last["y"] + last["height"] <= 900, "the verdict does not fit the first screen"
+    assert page.locator("#verdict td.top").count() == len(labels)  # a fastest way named in every row
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400, "the page scrolls sideways"
+    shot = ROOT / "reports" / "verdict-screenshot.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 20_000
+
+
+def test_the_real_page_does_not_overflow(browser, served):
+    base, _site, _results = served
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(base + "/index.html", wait_until="networkidle")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400

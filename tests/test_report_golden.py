@@ -147,3 +147,47 @@ def test_page_matches_golden(request, tmp_path):
     expected = path.read_text(encoding="utf-8")
     assert page == expected, "\n".join(list(difflib.unified_diff(expected.splitlines(), page.splitlines(), "golden",
                                                                  "now", lineterm="", n=1))[:80])
+
+
+def test_verdict_table(request, data, latest):
+    files, frame = latest
+    rated = analysis.rates(frame)
+    table = analysis.verdicts(rated)
+    flat = table.assign(ranking=[" ".join(f"{i}:{g:.4f}:{k}" for i, g, k in r) for r in table["ranking"]],
+                        fastest=[" ".join(f"{i}:{n}" for i, n in r) for r in table["fastest"]],
+                        failed=[" ".join(r) for r in table["failed"]])
+    golden_csv(request, "verdicts", flat)
+    a = table[(table["file"] == int(files.loc[files["machine"] == "runner-a", "file"].iloc[0]))
+              & (table["mode"] == "forward")].iloc[0]
+    # f_linear: 4.0/3.5 at 1x64x64 and 60/58 at 64x256x256, so sqrt(1.1429 x 1.0345).
+    assert a["ranking"][0][0] == "f_linear" and a["ranking"][0][1] == pytest.approx(1.0874, abs=1e-4)
+    assert a["ranking"][0][2] == a["n_shapes"] == 2
+    train = table[table["mode"] == "forward_backward"]
+    assert all(r == ["mul_sum"] for r in train["failed"])  # its 64x256x256 training step failed in asv
+    mul_sum = dict((i, k) for i, _g, k in train["ranking"].iloc[0])["mul_sum"]
+    assert mul_sum == 1  # the failed shape does not count
+
+
+def test_what_changed_at_the_latest_commit(data):
+    thresholds = history.load_thresholds(DATA / "asv.conf.json")
+    changes = history.find_changes(data.frame[data.frame["status"] != "skipped"], data.files, thresholds)
+    since = analysis.since_previous(data.frame, data.files, changes)
+    assert since[["machine", "previous", "latest", "slower", "faster"]].values.tolist() == [
+        ["runner-a", COMMIT["b"], COMMIT["c"], 1, 0]]
+    # Deciding cases in both commits: 5 implementations x 2 shapes x 2 modes x 2 metrics, less
+    # einsum 1x64x64 (dropped) and mul_sum 64x256x256 training (failed) in each metric.
+    assert since["unchanged"].iloc[0] == 40 - 4 - 2 - 1
+
+
+def test_roofline_against_measured_ceilings(data, latest):
+    files, frame = latest
+    roofs = {r["machine"]: r for r in analysis.rooflines(analysis.rates(frame), data.ceilings)}
+    a, b = roofs["runner-a"], roofs["runner-b"]
+    assert (a["peak"], a["bandwidth"], a["ridge"]) == (200.0, 20.0, 10.0)
+    pts = a["points"].set_index(["impl", "shape"])
+    f = pts.loc[("f_linear", "64x256x256")]  # 21.3 FLOP/byte: above the ridge, under the peak
+    assert f["roof"] == 200.0 and f["of_roof"] == pytest.approx(f["gflops"] / 200)
+    m = pts.loc[("mul_sum", "1x64x64")]  # 0.48 FLOP/byte: under the bandwidth's slope
+    assert m["roof"] == pytest.approx(20.0 * m["ai"]) and m["roof"] < 200
+    # runner-b measured no ceilings: the sweep's best stands in, and says so.
+    assert b["bandwidth"] is None and "no ceiling measured" in b["peak_source"]

@@ -211,13 +211,28 @@ def squareness(shape: sweep.Shape) -> float:
     return max(dims) / max(min(dims), 1)
 
 
-def peaks(rated: pd.DataFrame) -> list[dict]:
-    """Per file, device and dtype: the peak GFLOP/s, each implementation's best, and the points to plot.
+def _sweep_peak(grp: pd.DataFrame) -> tuple[float, str]:
+    """Without a measured ceiling: the best GFLOP/s on the largest square-ish shape the sweep measured."""
+    cand = grp[grp["sq"] <= SQUARISH]
+    if cand.empty:
+        cand = grp
+    top_shape = cand.loc[cand["flops"].idxmax(), "shape"]
+    on_top = cand[cand["shape"] == top_shape]
+    best = on_top.loc[on_top["gflops"].idxmax()]
+    return float(best["gflops"]), f"no ceiling measured: the sweep's best, {best['impl']} at {top_shape}"
 
-    Peak: the best GFLOP/s of any implementation on the largest square-ish shape present
-    (the largest shape if none is).
+
+def rooflines(rated: pd.DataFrame, ceilings: pd.DataFrame) -> list[dict]:
+    """Per file, device and dtype: the roof, each forward case against it, each implementation's best.
+
+    The roof at arithmetic intensity I is min(peak, bandwidth x I): the machine's own
+    ceilings (``linear_impls.ceilings``, recorded by the suite), the bandwidth measured
+    once per device.  Forward cases only: the intensity is the forward's (FLOPs over the
+    bytes of x, W, b and y).  Without a measured peak, the sweep's own best stands in,
+    and the page says so.
     """
-    ok = rated[(rated["status"] == "ok") & np.isfinite(rated["gflops"].astype(float))].copy()
+    ok = rated[(rated["status"] == "ok") & (rated["mode"] == "forward")
+               & np.isfinite(rated["gflops"].astype(float))].copy()
     if ok.empty:
         return []
     shapes = shape_info(ok["shape"].unique())
@@ -225,27 +240,99 @@ def peaks(rated: pd.DataFrame) -> list[dict]:
     ok["ai"] = [shapes[s].arithmetic_intensity(items[d]) if shapes[s] is not None and items[d] else np.nan
                 for s, d in zip(ok["shape"], ok["dtype"], strict=True)]
     ok["sq"] = [squareness(shapes[s]) if shapes[s] is not None else np.inf for s in ok["shape"]]
+    ok = ok[ok["ai"].notna()]
+    ceiling = {(r.file, r.dtype, r.device, r.kind): r.value for r in ceilings.itertuples(index=False)}
     out = []
     for (file_id, device, dtype), grp in ok.groupby(["file", "device", "dtype"], sort=True):
-        cand = grp[grp["sq"] <= SQUARISH]
-        if cand.empty:
-            cand = grp
-        top_shape = cand.loc[cand["flops"].idxmax(), "shape"]
-        on_top = cand[cand["shape"] == top_shape]
-        peak_row = on_top.loc[on_top["gflops"].idxmax()]
-        peak = float(peak_row["gflops"])
-        best = grp.loc[grp.groupby("impl")["gflops"].idxmax()].set_index("impl")
+        peak = ceiling.get((file_id, dtype, device, "peak"))
+        bandwidth = ceiling.get((file_id, "float32", device, "bandwidth"))
+        source = "measured: a large GEMM (Ceilings.track_peak_gflops)"
+        if peak is None:
+            peak, source = _sweep_peak(grp)
+        grp = grp.copy()
+        grp["roof"] = np.minimum(peak, bandwidth * grp["ai"]) if bandwidth else peak
+        grp["of_roof"] = grp["gflops"] / grp["roof"]
+        best = grp.loc[grp.groupby("impl")["of_roof"].idxmax()].set_index("impl")
         best = best.loc[impl_order(best.index)].reset_index()
-        best["fraction"] = best["gflops"] / peak if peak > 0 else np.nan
-        points = grp[(grp["mode"] == "forward") & grp["ai"].notna()]
-        if points.empty:
-            points = grp[grp["ai"].notna()]
         out.append({"file": int(file_id), "machine": grp["machine"].iloc[0], "env": grp["env"].iloc[0],
-                    "device": device, "dtype": dtype, "peak": peak, "peak_impl": peak_row["impl"],
-                    "peak_shape": top_shape, "peak_mode": peak_row["mode"],
-                    "best": best[["impl", "gflops", "shape", "mode", "fraction"]],
-                    "points": points[["impl", "shape", "mode", "ai", "gflops"]].reset_index(drop=True)})
+                    "device": device, "dtype": dtype, "peak": float(peak), "bandwidth": bandwidth,
+                    "ridge": float(peak / bandwidth) if bandwidth else None, "peak_source": source,
+                    "best": best[["impl", "shape", "gflops", "ai", "roof", "of_roof"]],
+                    "points": grp[["impl", "shape", "ai", "gflops", "roof", "of_roof"]]
+                    .sort_values(["impl", "ai"]).reset_index(drop=True)})
     return out
+
+
+def _geomean(values: pd.Series) -> float:
+    return float(np.exp(np.log(values).mean())) if len(values) else np.nan
+
+
+def verdicts(rated: pd.DataFrame) -> pd.DataFrame:
+    """Per file, device, dtype and mode: what a user asks first.
+
+    Columns: file, device, dtype, mode, n_shapes (shapes the baseline was measured on),
+    ranking (a list of (impl, geometric-mean speedup over the baseline, k shapes where
+    both were measured), fastest first), fastest (a list of (impl, shapes where it was
+    fastest)), failed (implementations with a failed case in the group).
+    A failed case is one whose check failed in asv (or that crashed): it never counts.
+    """
+    rows = []
+    base = registry.baseline()
+    for (file_id, device, dtype, mode), grp in rated.groupby(["file", "device", "dtype", "mode"], sort=False):
+        ok = grp[(grp["status"] == "ok") & np.isfinite(grp["speedup"].astype(float))]
+        n_shapes = int(grp.loc[(grp["impl"] == base) & (grp["status"] == "ok"), "shape"].nunique())
+        ranking = [(impl, _geomean(g["speedup"]), int(g["shape"].nunique())) for impl, g in ok.groupby("impl")]
+        ranking.sort(key=lambda r: (-r[1], r[0]))
+        fastest = grp[grp["best"]].groupby("impl")["shape"].nunique().sort_values(ascending=False)
+        rows.append({"file": int(file_id), "device": device, "dtype": dtype, "mode": mode, "n_shapes": n_shapes,
+                     "ranking": ranking,
+                     "fastest": sorted(fastest.items(), key=lambda kv: (-kv[1], kv[0])),
+                     "failed": impl_order(set(grp.loc[grp["status"] == "failed", "impl"]))})
+    table = pd.DataFrame(rows, columns=["file", "device", "dtype", "mode", "n_shapes", "ranking", "fastest",
+                                        "failed"])
+    if table.empty:
+        return table
+    table["_o"] = [(_rank(sweep.DEVICES, d), _rank(sweep.DTYPES, t), _rank(sweep.MODES, m))
+                   for d, t, m in table[["device", "dtype", "mode"]].itertuples(index=False, name=None)]
+    return table.sort_values(["file", "_o"]).drop(columns="_o").reset_index(drop=True)
+
+
+def since_previous(frame: pd.DataFrame, files: pd.DataFrame, changes: pd.DataFrame,
+                   order: dict[str, int] | None = None) -> pd.DataFrame:
+    """Per machine and environment: what changed at its latest commit, from the history's changes.
+
+    Columns: machine, env, previous, latest (commits), slower, faster, unchanged (cases
+    measured in a deciding metric at both commits whose step, if any, is not at the latest).
+    """
+    from .. import history
+
+    out = []
+    for (machine, env), fl in files.groupby(["machine", "env"], sort=True):
+        fl = history.ordered_commits(fl, order)
+        if len(fl) < 2:
+            continue
+        prev, last = fl.iloc[-2], fl.iloc[-1]
+        both = frame[frame["file"].isin([prev["file"], last["file"]]) & frame["kind"].isin(history.DECIDING)
+                     & (frame["status"] == "ok")]
+        n_cases = int((both.groupby(["kind", *BENCH_CASE])["file"].nunique() == 2).sum())
+        mine = changes[(changes["machine"] == machine) & (changes["env"] == env)
+                       & (changes["after_commit"] == last["commit"])]
+        slower, faster = int((mine["ratio"] > 1).sum()), int((mine["ratio"] < 1).sum())
+        out.append({"machine": machine, "env": env, "previous": prev["commit"], "latest": last["commit"],
+                    "slower": slower, "faster": faster, "unchanged": max(n_cases - slower - faster, 0)})
+    return pd.DataFrame(out, columns=["machine", "env", "previous", "latest", "slower", "faster", "unchanged"])
+
+
+def within_noise(rated: pd.DataFrame) -> pd.Series:
+    """Whether each timed case's interval overlaps its baseline's: asv's 99% confidence
+    interval where recorded, else the interquartile range."""
+    lo = rated["ci_a"].where(rated["ci_a"].notna() & rated["ci_b"].notna(), rated["q25"])
+    hi = rated["ci_b"].where(rated["ci_a"].notna() & rated["ci_b"].notna(), rated["q75"])
+    group = ["file", "benchmark", "shape", "dtype", "device", "mode"]
+    base = rated.assign(_lo=lo, _hi=hi).loc[rated["impl"] == registry.baseline(), [*group, "_lo", "_hi"]]
+    m = rated[group].merge(base, on=group, how="left")
+    overlap = (lo.to_numpy() <= m["_hi"].to_numpy()) & (m["_lo"].to_numpy() <= hi.to_numpy())
+    return pd.Series(overlap, index=rated.index)
 
 
 def check_counts(checks: pd.DataFrame | None, failed: pd.DataFrame, impls: Iterable[str]) -> pd.DataFrame:

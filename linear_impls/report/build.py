@@ -43,15 +43,21 @@ class Analysed:
     memory: pd.DataFrame
     only_older: dict[int, int]
     impls_all: list[str]
+    ceilings: pd.DataFrame
+    changes: pd.DataFrame | None = None  # the history's changes, every machine and commit
+    since: pd.DataFrame | None = None  # what changed at each machine's latest commit
 
     @classmethod
     def of(cls, data: Measurements) -> Analysed:
         latest_files = analysis.latest_files(data.files)
         latest = data.frame[data.frame["file"].isin(latest_files["file"])]
         impls_all = analysis.impl_order(set(data.frame["impl"]) | set(registry.names()))
-        return cls(data.frame, data.files, data.machines, latest_files, latest, analysis.rates(latest),
+        rated = analysis.rates(latest)
+        rated["within_noise"] = analysis.within_noise(rated)
+        return cls(data.frame, data.files, data.machines, latest_files, latest, rated,
                    analysis.missing_cases(latest, latest_files["file"], impls_all),
-                   latest[latest["kind"] == "memory"], analysis.only_in_older(data.frame, latest_files), impls_all)
+                   latest[latest["kind"] == "memory"], analysis.only_in_older(data.frame, latest_files), impls_all,
+                   data.ceilings)
 
 
 def build_report(results_dir: Path, out: Path, *, checks_json: Path | None = None,
@@ -83,15 +89,19 @@ def build_report(results_dir: Path, out: Path, *, checks_json: Path | None = Non
                                     | (set(pb.frame["impl"]) if pb is not None else set()))
     d = Analysed.of(data) if len(data.files) else None
     failed = d.latest[d.latest["status"] == "failed"] if d else data.frame.iloc[0:0]
+    verdict: list[dict] = []
+    thresholds = history.load_thresholds(asv_conf)
     if d is not None:
+        # Commits of one second (a rebase) are ordered as git orders them, where the repository is at hand.
+        order = history.git_order(Path(asv_conf).resolve().parent if asv_conf else None)
+        d.changes = history.find_changes(d.frame[d.frame["status"] != "skipped"], d.files, thresholds, order)
+        d.since = analysis.since_previous(d.frame, d.files, d.changes, order)
+        verdict = render.verdict_block(d)
         sections.append(render.perf_section(d, ids, asv_html))
         if len(d.latest_files) >= 2:
             sections.append(render.machines_section(d, ids))
         sections += [render.peak_section(d, ids), render.checks_section(checks, failed, d.impls_all, asv_html)]
-        # Commits of one second (a rebase) are ordered as git orders them, where the repository is at hand.
-        order = history.git_order(Path(asv_conf).resolve().parent if asv_conf else None)
-        section, n_changes = render.history_section(d, ids, asv_html, results_dir,
-                                                      history.load_thresholds(asv_conf), order)
+        section, n_changes = render.history_section(d, ids, asv_html, results_dir, thresholds, order)
         sections.append(section)
         n_missing = int(((d.missing["status"] == "missing") & (d.missing["reason"] == "")).sum())
     if pb is not None:
@@ -105,7 +115,7 @@ def build_report(results_dir: Path, out: Path, *, checks_json: Path | None = Non
         n_machines=data.files["machine"].nunique(), n_commits=data.files["commit"].nunique(),
         n_pytest_runs=len(pb.files) if pb is not None else 0, n_pytest_cases=len(pb.frame) if pb is not None else 0,
         warnings=warnings, n_changes=n_changes)
-    page = render.render_page(summary, sections, asv_html, results_dir)
+    page = render.render_page(summary, sections, asv_html, results_dir, verdict, thresholds)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")

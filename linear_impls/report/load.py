@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import datetime as _dt
+import itertools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,6 +55,9 @@ _ASV_STATS = {"ci_99_a": "ci_a", "ci_99_b": "ci_b", "q_25": "q25", "q_75": "q75"
               "repeat": "repeat"}
 # The suite records the thread count it pinned as a benchmark of its own.
 THREADS_BENCHMARK = ".Environment.track_threads"
+# The roofline's ceilings (bench_linear.Ceilings): a row per file, dtype, device and kind.
+CEILING_KINDS = {"Ceilings.track_peak_gflops": "peak", "Ceilings.track_bandwidth_gbs": "bandwidth"}
+CEILING = ["file", "machine", "env", "commit", "dtype", "device", "kind", "value"]
 
 
 class ReportError(Exception):
@@ -68,11 +72,7 @@ class Measurements:
     files: pd.DataFrame  # columns FILE
     machines: dict[str, dict] = field(default_factory=dict)  # machine folder -> machine.json
     warnings: list[str] = field(default_factory=list)
-
-    def of(self, source: str) -> Measurements:
-        return Measurements(self.frame[self.frame["source"] == source].reset_index(drop=True),
-                            self.files[self.files["source"] == source].reset_index(drop=True),
-                            self.machines, self.warnings)
+    ceilings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CEILING))  # GFLOP/s, GB/s
 
 
 def short(name: str) -> str:
@@ -171,6 +171,7 @@ def load_results(results_dir: Path, *, allow_empty: bool = False) -> Measurement
     machines = {mdir.name: _machine_json(mdir, warnings) for mdir in sorted({p.parent for p in paths})}
     frames: list[pd.DataFrame] = []
     files: list[dict] = []
+    ceilings: list[dict] = []
     ignored: set[str] = set()
     for path in paths:
         rel = f"{path.parent.name}/{path.name}"
@@ -188,6 +189,13 @@ def load_results(results_dir: Path, *, allow_empty: bool = False) -> Measurement
                "params": params, "env_vars": res.env_vars if isinstance(res.env_vars, dict) else {}}
         files.append(row)
         for b in results.iter_benchmarks(res):
+            if short(b.name) in CEILING_KINDS and not b.error and len(b.params) == 2:
+                for (dtype, device), value in zip(itertools.product(*b.params), b.values, strict=True):
+                    if isinstance(value, (int, float)) and value == value and value > 0:
+                        ceilings.append({"file": file_id, "machine": row["machine"], "env": row["env"],
+                                         "commit": row["commit"], "dtype": unrepr(dtype), "device": unrepr(device),
+                                         "kind": CEILING_KINDS[short(b.name)], "value": float(value)})
+                continue
             if b.name.endswith(THREADS_BENCHMARK):
                 value = b.values[0] if b.values else None
                 if isinstance(value, (int, float)) and value == value:
@@ -212,7 +220,7 @@ def load_results(results_dir: Path, *, allow_empty: bool = False) -> Measurement
                           "(run `asv run` first)")
     file_frame = pd.DataFrame(files, columns=FILE) if files else _empty_files()
     frame = _with_files(pd.concat(frames, ignore_index=True) if frames else None, file_frame)
-    return Measurements(frame, file_frame, machines, warnings)
+    return Measurements(frame, file_frame, machines, warnings, pd.DataFrame(ceilings, columns=CEILING))
 
 
 def _with_files(frame: pd.DataFrame | None, files: pd.DataFrame) -> pd.DataFrame:

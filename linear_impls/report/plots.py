@@ -84,27 +84,44 @@ def _frame(chart: Chart, x: Axis, y: Axis, xlabel: str, ylabel: str, ytick) -> N
                         "rotate": -90})
 
 
-def roofline(points: pd.DataFrame, peak: float, title: str) -> Chart:
-    """Log-log GFLOP/s against arithmetic intensity, a colour and marker per implementation, the peak dashed."""
-    chart = Chart(720, 380, title)
-    x = Axis(float(points["ai"].min()) / 1.5, float(points["ai"].max()) * 1.5, 62, 540, log=True)
-    top = max(float(points["gflops"].max()), peak if math.isfinite(peak) else 0) * 1.5
-    y = Axis(float(points["gflops"].min()) / 1.5, top, 340, 30, log=True)
+def roofline(points: pd.DataFrame, peak: float, bandwidth: float | None, title: str) -> Chart:
+    """Log-log GFLOP/s against arithmetic intensity under the roof min(peak, bandwidth x intensity),
+    a colour and marker per implementation, each point labelled with its percentage of the roof."""
+    chart = Chart(760, 400, title)
+    lo_ai, hi_ai = float(points["ai"].min()) / 2, float(points["ai"].max()) * 2
+    if bandwidth:
+        lo_ai = min(lo_ai, peak / bandwidth / 4)
+        hi_ai = max(hi_ai, peak / bandwidth * 4)
+    x = Axis(lo_ai, hi_ai, 62, 560, log=True)
+    low = float(points["gflops"].min())
+    if bandwidth:
+        low = min(low, bandwidth * lo_ai)
+    y = Axis(low / 1.5, peak * 2, 360, 30, log=True)
     _frame(chart, x, y, "arithmetic intensity (FLOP/byte)", "GFLOP/s", lambda t: f"{t:g}")
     chart.texts.append({"x": (x.p0 + x.p1) / 2, "y": 18, "text": title, "anchor": "middle", "size": 11})
-    if peak > 0 and math.isfinite(peak):
-        chart.lines.append({"x1": x.p0, "y1": y(peak), "x2": x.p1, "y2": y(peak), "stroke": "#888", "dash": "5,4"})
-        chart.texts.append({"x": x.p1 - 4, "y": y(peak) - 4, "text": f"peak {fmt(peak, 'gflops')}",
-                            "anchor": "end", "size": 9})
+    roof = "#555"
+    if bandwidth:
+        ridge = peak / bandwidth
+        x0 = 10 ** x.lo
+        chart.lines.append({"x1": x(x0), "y1": y(bandwidth * x0), "x2": x(ridge), "y2": y(peak), "stroke": roof})
+        chart.texts.append({"x": x(x0) + 6, "y": y(bandwidth * x0) - 6, "text": f"{bandwidth:.3g} GB/s",
+                            "size": 9})
+    else:
+        ridge = 10 ** x.lo
+    chart.lines.append({"x1": x(ridge), "y1": y(peak), "x2": x.p1, "y2": y(peak), "stroke": roof})
+    chart.texts.append({"x": x.p1 - 4, "y": y(peak) - 5, "text": f"peak {fmt(peak, 'gflops')}", "anchor": "end",
+                        "size": 9})
     for i, (impl, grp) in enumerate(points.groupby("impl", sort=True)):
         colour, marker = PALETTE[i % len(PALETTE)], MARKERS[(i // len(PALETTE)) % len(MARKERS)]
         for r in grp.itertuples(index=False):
-            chart.marks.append({"x": x(r.ai), "y": y(r.gflops), "shape": marker, "fill": colour,
-                                "title": f"{impl} {r.shape} {r.mode}: {fmt(r.gflops, 'gflops')} at "
-                                         f"{r.ai:.3g} FLOP/byte"})
+            px, py = x(r.ai), y(r.gflops)
+            chart.marks.append({"x": px, "y": py, "shape": marker, "fill": colour,
+                                "title": f"{impl} {r.shape}: {fmt(r.gflops, 'gflops')}, {r.of_roof:.0%} of the "
+                                         f"roof ({fmt(r.roof, 'gflops')}) at {r.ai:.3g} FLOP/byte"})
+            chart.texts.append({"x": px + 5, "y": py + 3, "text": f"{r.of_roof:.0%}", "size": 8, "fill": colour})
         ly = 40 + 16 * i
-        chart.marks.append({"x": 556, "y": ly - 4, "shape": marker, "fill": colour, "title": str(impl)})
-        chart.texts.append({"x": 566, "y": ly, "text": str(impl), "size": 10})
+        chart.marks.append({"x": 576, "y": ly - 4, "shape": marker, "fill": colour, "title": str(impl)})
+        chart.texts.append({"x": 586, "y": ly, "text": str(impl), "size": 10})
     return chart
 
 

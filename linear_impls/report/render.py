@@ -83,13 +83,26 @@ def _shape_title(s: str, shape: sweep.Shape | None, mode: str) -> str:
             f"{shape.flops(mode) / 1e6:.3g} MFLOP ({mode})")
 
 
+def speedup_colour(speedup: float) -> str:
+    """A heatmap colour on a log scale centred on 1x: red slower, green faster, saturated at 4x either way."""
+    if not isinstance(speedup, float) or not math.isfinite(speedup) or speedup <= 0:
+        return "#fff"
+    t = max(-1.0, min(1.0, math.log2(speedup) / 2))
+    end = (0xe0, 0x66, 0x66) if t < 0 else (0x57, 0xbb, 0x8a)
+    r, g, b = (round(255 + (c - 255) * abs(t)) for c in end)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
 def _perf_cell(r, miss) -> dict:
     if r is not None and r.status == "ok":
         tip = f"IQR {r.iqr_rel:.0%} of median" if math.isfinite(r.iqr_rel) else "no quartiles"
         if math.isfinite(r.number) and math.isfinite(r.repeat):
             tip += f"; {int(r.repeat)} samples of {int(r.number)} calls"
+        if r.within_noise and r.impl != registry.baseline():
+            tip += f"; its interval overlaps {registry.baseline()}'s: within noise"
         return {"state": "ok", "best": bool(r.best), "noisy": bool(r.noisy), "tip": tip, "value": r.value,
-                "gflops": r.gflops, "speedup": r.speedup}
+                "gflops": r.gflops, "speedup": r.speedup, "colour": speedup_colour(r.speedup),
+                "same": bool(r.within_noise) and r.impl != registry.baseline()}
     if r is not None and r.status == "failed":
         return {"state": "failed"}
     if miss is not None and not miss[1]:
@@ -169,8 +182,31 @@ def perf_section(d, ids: Ids, asv_html: str) -> Section:
                       "n_unexplained": len(unexplained),
                       "missing_summary": analysis.missing_summary(unexplained).itertuples(index=False),
                       "memory": memory_tables(mem) if len(mem) else []})
-    return Section("perf", "Time, GFLOP/s and speedup (latest commit)", "perf.html.j2",
+    return Section("perf", f"Speedup over {registry.baseline()} per shape (latest commit)", "perf.html.j2",
                    {"files": files, "noisy_iqr": analysis.NOISY_IQR}, toc)
+
+
+def verdict_block(d) -> list[dict]:
+    """Per latest file: a row per device, dtype and mode with the ranking, fastest-per-shape and failures."""
+    table = analysis.verdicts(d.rated)
+    since = {(r.machine, r.env): r for r in d.since.itertuples(index=False)}
+    blocks = []
+    for f in d.latest_files.itertuples(index=False):
+        mine = table[table["file"] == f.file]
+        if mine.empty:
+            continue
+        impls = analysis.impl_order({impl for ranking in mine["ranking"] for impl, _g, _k in ranking})
+        rows = []
+        for r in mine.itertuples(index=False):
+            by_impl = {impl: (g, k) for impl, g, k in r.ranking}
+            top = r.ranking[0][0] if r.ranking else None
+            rows.append({"label": f"{r.dtype} · {r.mode}" + ("" if r.device == "cpu" else f" · {r.device}"),
+                         "n": r.n_shapes, "top": top, "fastest": r.fastest, "failed": r.failed,
+                         "cells": [(impl, *by_impl[impl], speedup_colour(by_impl[impl][0])) if impl in by_impl
+                                   else (impl, None, 0, "#fff") for impl in impls]})
+        blocks.append({"machine": f.machine, "env": f.env, "commit": f.commit, "impls": impls, "rows": rows,
+                       "since": since.get((f.machine, f.env))})
+    return blocks
 
 
 def machines_section(d, ids: Ids) -> Section:
@@ -203,12 +239,11 @@ def machines_section(d, ids: Ids) -> Section:
 
 def peak_section(d, ids: Ids) -> Section:
     blocks = []
-    for p in analysis.peaks(d.rated):
+    for p in analysis.rooflines(d.rated, d.ceilings):
         title = f"{p['machine']} · {p['device']} · {p['dtype']}"
-        blocks.append({**p, "id": ids("peak"), "title": title,
-                       "best": p["best"].itertuples(index=False),
-                       "chart": plots.roofline(p["points"], p["peak"], title) if len(p["points"]) else None})
-    return Section("peak", "Fraction of the machine's peak", "peak.html.j2",
+        blocks.append({**p, "id": ids("peak"), "title": title, "best": p["best"].itertuples(index=False),
+                       "chart": plots.roofline(p["points"], p["peak"], p["bandwidth"], title)})
+    return Section("peak", "Roofline: each case against the machine's ceilings", "peak.html.j2",
                    {"blocks": blocks, "squarish": analysis.SQUARISH})
 
 
@@ -237,9 +272,8 @@ def checks_section(checks: pd.DataFrame | None, failed: pd.DataFrame, impls: lis
 def history_section(d, ids: Ids, asv_html: str, results_dir, thresholds: dict[str, float],
                      order: dict[str, int]) -> tuple[Section, int]:
     frame = d.frame[d.frame["status"] != "skipped"]
-    changes = history.find_changes(frame, d.files, thresholds, order)
-    limits = ", ".join(f"{m.label} {history.threshold_for(f'bench_linear.{m.benchmark}', thresholds):.0%}"
-                       for m in history.METRICS if m.decides)
+    changes = d.changes
+    limits = deciding_limits(thresholds)
     blocks, n_found, charts = [], 0, 0
     for (machine, env), fl in d.files.groupby(["machine", "env"], sort=True):
         fl = history.ordered_commits(fl, order)
@@ -347,12 +381,20 @@ def _threads(f: pd.Series) -> str:
     return "unknown"
 
 
-def render_page(summary, sections: list[Section], asv_html: str, results_dir) -> str:
+def deciding_limits(thresholds: dict[str, float]) -> str:
+    """The deciding metrics' thresholds, as the page states them: "instructions per call 2%, ..."."""
+    return ", ".join(f"{m.label} {history.threshold_for(f'bench_linear.{m.benchmark}', thresholds):.0%}"
+                     for m in history.METRICS if m.decides)
+
+
+def render_page(summary, sections: list[Section], asv_html: str, results_dir, verdict: list[dict],
+                thresholds: dict[str, float]) -> str:
     css = Markup(resources.files("linear_impls.report").joinpath("style.css").read_text(encoding="utf-8"))
     numbered = [Section(s.id, f"{i}. {s.title}", s.template, s.context, s.toc) for i, s in enumerate(sections, 1)]
     return _ENV.get_template("page.html.j2").render(summary=summary, sections=numbered, asv_html=asv_html,
                                                     results_dir=str(results_dir), css=css,
-                                                    baseline=registry.baseline())
+                                                    baseline=registry.baseline(), verdict=verdict,
+                                                    limits=deciding_limits(thresholds))
 
 
 _ENV = _environment()

@@ -13,6 +13,7 @@ What the fixture holds, each chosen to exercise one path of the report:
 * a case measured by the second commit and not by the third (einsum 1x64x64);
 * a hostile implementation name and CPU string, which must reach the page escaped;
 * an unreadable results file (skipped with a warning);
+* measured ceilings (a 200 GFLOP/s peak, 20 GB/s) on runner-a, none on runner-b;
 * a checks file and two pytest-benchmark runs;
 * asv.conf.json: only the regressions thresholds, kept apart from the project's so the
   golden page changes only when the report does.
@@ -78,6 +79,9 @@ def commit_results(i: int, machine: str) -> dict:
         "bench_linear.Instructions.track_instructions": ([IMPLS, SHAPES, dtype, device, modes], instr),
         "bench_linear.HostMemory.peakmem_step": ([IMPLS, SHAPES, dtype, modes], memory),
         "bench_linear.Environment.track_threads": ([], [2.0]),
+        # The roofline's ceilings: measured on runner-a only (runner-b shows the fallback).
+        **({"bench_linear.Ceilings.track_peak_gflops": ([dtype, device], [200.0]),
+            "bench_linear.Ceilings.track_bandwidth_gbs": ([dtype, device], [20.0])} if machine == "runner-a" else {}),
     }
 
 
@@ -99,7 +103,8 @@ def main() -> None:
     param_names = {"Inference": ["impl", "shape", "dtype", "device"], "Training": ["impl", "shape", "dtype", "device"],
                    "RelativeToTorch": ["impl", "shape", "dtype", "device", "mode"],
                    "Instructions": ["impl", "shape", "dtype", "device", "mode"],
-                   "HostMemory": ["impl", "shape", "dtype", "mode"], "Environment": []}
+                   "HostMemory": ["impl", "shape", "dtype", "mode"], "Environment": [],
+                   "Ceilings": ["dtype", "device"]}
     (folder / "benchmarks.json").write_text(json.dumps(
         {name: {"name": name, "param_names": param_names[name.split(".")[1]]} for name in names}
         | {"version": 2}, indent=1) + "\n")

@@ -1,0 +1,73 @@
+"""The machine's own roofs for the roofline: compute peak per dtype and memory bandwidth.
+
+Measured by the suite itself (``bench_linear.Ceilings``), so every machine's ceilings
+are recorded with its history in asv, beside the cases they bound, with the same
+thread count.  As triton's roofline tool does:
+
+* **compute**: the best rate of a large square GEMM (``torch.mm``) in the dtype, the
+  size grown until one call takes at least ``MIN_CALL_SECONDS`` so the GEMM runs at
+  its steady rate;
+* **bandwidth**: the best rate of a streaming triad ``a = b + s·c`` (``torch.add(b, c,
+  alpha=s, out=a)``) over arrays far larger than the caches, counting the three
+  arrays moved once each (STREAM's convention).
+
+Both are best-of-N: a ceiling is what the machine can do, and on a shared runner
+interference only ever lowers a rate.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .sweep import dtype_of
+
+# One GEMM call at least this long: long enough to run at its steady rate, short enough
+# that a slow dtype (half precision on a CPU without native support) stays within seconds.
+MIN_CALL_SECONDS = 0.05
+MAX_GEMM_SIZE = {"cpu": 4096, "cuda": 16384}
+# Each triad array: far beyond the last-level cache (tens of MiB on a server CPU).
+TRIAD_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
+REPEATS = 5
+
+
+def _clock(device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def _best(fn, device: str, repeats: int = REPEATS) -> float:
+    fn()  # warm-up: first-call costs (allocation, kernel selection) are not the machine's rate
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = _clock(device)
+        fn()
+        best = min(best, _clock(device) - t0)
+    return best
+
+
+def peak_gflops(dtype: str, device: str = "cpu") -> tuple[float, int]:
+    """(GFLOP/s, n): the best rate of an n x n x n GEMM in ``dtype`` on ``device``."""
+    td = dtype_of(dtype)
+    n = 256
+    while True:
+        a = torch.randn(n, n, device=device).to(td)
+        b = torch.randn(n, n, device=device).to(td)
+        seconds = _best(lambda a=a, b=b: torch.mm(a, b), device, repeats=1)
+        if seconds >= MIN_CALL_SECONDS or n >= MAX_GEMM_SIZE[device]:
+            break
+        n *= 2
+    seconds = _best(lambda: torch.mm(a, b), device)
+    return 2 * n**3 / seconds / 1e9, n
+
+
+def bandwidth_gbs(device: str = "cpu") -> float:
+    """GB/s (10^9 bytes) of a float32 triad ``a = b + s·c``: three arrays moved per call."""
+    n = TRIAD_BYTES[device] // 4
+    b = torch.ones(n, device=device)
+    c = torch.ones(n, device=device)
+    a = torch.empty(n, device=device)
+    seconds = _best(lambda: torch.add(b, c, alpha=0.5, out=a), device)
+    return 3 * TRIAD_BYTES[device] / seconds / 1e9
