@@ -364,18 +364,15 @@ class DeviceMemory:
 
 
 class Ceilings:
-    """The machine's roofs for the summary page's roofline: a large GEMM's rate per dtype,
-    a streaming triad's bandwidth (``linear_impls.ceilings``)."""
+    """The machine's compute roof for the summary page's roofline: a large GEMM's rate per
+    dtype (``linear_impls.ceilings``)."""
 
     params = [DTYPES, DEVICES]
     param_names = ["dtype", "device"]
     timeout = 300
 
     def setup(self, dtype, device):
-        if _ceilings is None:
-            raise NotImplementedError("this commit measures no ceilings")
-        if device not in sweep.available_devices():
-            raise NotImplementedError(f"no {device} device here")
+        _ceiling_available(device)
         if dtype not in sweep.current_sweep().dtypes:
             raise NotImplementedError(f"{dtype} is not in the {sweep.current_sweep().name!r} sweep")
 
@@ -384,13 +381,28 @@ class Ceilings:
 
     track_peak_gflops.unit = "GFLOP/s"
 
-    def track_bandwidth_gbs(self, dtype, device):
-        # One figure per device; recorded under float32, the others are n/a.
-        if dtype != "float32":
-            raise NotImplementedError("bandwidth is measured once per device, under float32")
+
+class MemoryBandwidth:
+    """The machine's memory roof for the roofline: a streaming triad's bandwidth, one per device."""
+
+    params = [DEVICES]
+    param_names = ["device"]
+    timeout = 300
+
+    def setup(self, device):
+        _ceiling_available(device)
+
+    def track_bandwidth_gbs(self, device):
         return _ceilings.bandwidth_gbs(device)
 
     track_bandwidth_gbs.unit = "GB/s"
+
+
+def _ceiling_available(device):
+    if _ceilings is None:
+        raise NotImplementedError("this commit measures no ceilings")
+    if device not in sweep.available_devices():
+        raise NotImplementedError(f"no {device} device here")
 
 
 class Environment:

@@ -202,8 +202,13 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> di
             rf"^bench_linear\.Instructions\.\w+\('[^']+', {shapes}, {alt(counted)}, 'cpu', '[^']+'\)$"
     if mem_dtypes:
         patterns["HostMemory"] = rf"^bench_linear\.HostMemory\.\w+\('[^']+', {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"
-    # The roofline's ceilings, measured in each of the sweep's dtypes on each device.
+    # The roofline's ceilings: the compute peak in each of the sweep's dtypes on each device;
+    # the bandwidth, which has no dtype, with float32's (so a sweep chunked per dtype
+    # measures it once).
     patterns["Ceilings"] = rf"^bench_linear\.Ceilings\.\w+\({dtypes}, {alt(devices)}\)$"
+    if "float32" in sweep_def.dtypes:
+        patterns["Ceilings"] = rf"^bench_linear\.(?:Ceilings\.\w+\({dtypes}, {alt(devices)}\)" \
+                               rf"|MemoryBandwidth\.\w+\({alt(devices)}\))$"
     if mem_dtypes and "cuda" in devices:
         patterns["DeviceMemory"] = \
             rf"^bench_linear\.DeviceMemory\.\w+\('[^']+', {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"

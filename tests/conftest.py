@@ -98,7 +98,7 @@ def asv_run(tmp_path_factory):
         rf"^bench_linear\.Inference\.\w+\('(?:{'|'.join(ASV_MORE_FAULTY)})', '3x2x3', 'float32', 'cpu'\)$",
         r"^bench_linear\.Environment\.",
         # The roofline's ceilings, as the sweep measures them.
-        r"^bench_linear\.Ceilings\.\w+\('float32', 'cpu'\)$",
+        r"^bench_linear\.(?:Ceilings\.\w+\('float32', 'cpu'\)|MemoryBandwidth\.\w+\('cpu'\))$",
     ]
     args = ["run", "-E", f"existing:{sys.executable}", "--set-commit-hash", head, "--machine", "linbench-test",
             "--record-samples", "--show-stderr", "-a", f"timeout={ASV_TIMEOUT}"]

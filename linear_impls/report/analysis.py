@@ -226,8 +226,8 @@ def rooflines(rated: pd.DataFrame, ceilings: pd.DataFrame) -> list[dict]:
     """Per file, device and dtype: the roof, each forward case against it, each implementation's best.
 
     The roof at arithmetic intensity I is min(peak, bandwidth x I): the machine's own
-    ceilings (``linear_impls.ceilings``, recorded by the suite), the bandwidth measured
-    once per device.  Forward cases only: the intensity is the forward's (FLOPs over the
+    ceilings (``linear_impls.ceilings``, recorded by the suite: ``Ceilings`` per dtype,
+    ``MemoryBandwidth`` per device).  Forward cases only: the intensity is the forward's (FLOPs over the
     bytes of x, W, b and y).  Without a measured peak, the sweep's own best stands in,
     and the page says so.
     """
@@ -245,7 +245,7 @@ def rooflines(rated: pd.DataFrame, ceilings: pd.DataFrame) -> list[dict]:
     out = []
     for (file_id, device, dtype), grp in ok.groupby(["file", "device", "dtype"], sort=True):
         peak = ceiling.get((file_id, dtype, device, "peak"))
-        bandwidth = ceiling.get((file_id, "float32", device, "bandwidth"))
+        bandwidth = ceiling.get((file_id, "", device, "bandwidth"))
         source = "measured: a large GEMM (Ceilings.track_peak_gflops)"
         if peak is None:
             peak, source = _sweep_peak(grp)

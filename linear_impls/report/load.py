@@ -56,7 +56,7 @@ _ASV_STATS = {"ci_99_a": "ci_a", "ci_99_b": "ci_b", "q_25": "q25", "q_75": "q75"
 # The suite records the thread count it pinned as a benchmark of its own.
 THREADS_BENCHMARK = ".Environment.track_threads"
 # The roofline's ceilings (bench_linear.Ceilings): a row per file, dtype, device and kind.
-CEILING_KINDS = {"Ceilings.track_peak_gflops": "peak", "Ceilings.track_bandwidth_gbs": "bandwidth"}
+CEILING_KINDS = {"Ceilings.track_peak_gflops": "peak", "MemoryBandwidth.track_bandwidth_gbs": "bandwidth"}
 CEILING = ["file", "machine", "env", "commit", "dtype", "device", "kind", "value"]
 
 
@@ -189,8 +189,10 @@ def load_results(results_dir: Path, *, allow_empty: bool = False) -> Measurement
                "params": params, "env_vars": res.env_vars if isinstance(res.env_vars, dict) else {}}
         files.append(row)
         for b in results.iter_benchmarks(res):
-            if short(b.name) in CEILING_KINDS and not b.error and len(b.params) == 2:
-                for (dtype, device), value in zip(itertools.product(*b.params), b.values, strict=True):
+            if short(b.name) in CEILING_KINDS and not b.error and len(b.params) in (1, 2):
+                # The peak is per (dtype, device), the bandwidth per device (its dtype: "").
+                axes = b.params if len(b.params) == 2 else [["''"], *b.params]
+                for (dtype, device), value in zip(itertools.product(*axes), b.values, strict=True):
                     if isinstance(value, (int, float)) and value == value and value > 0:
                         ceilings.append({"file": file_id, "machine": row["machine"], "env": row["env"],
                                          "commit": row["commit"], "dtype": unrepr(dtype), "device": unrepr(device),

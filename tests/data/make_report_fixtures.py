@@ -81,7 +81,7 @@ def commit_results(i: int, machine: str) -> dict:
         "bench_linear.Environment.track_threads": ([], [2.0]),
         # The roofline's ceilings: measured on runner-a only (runner-b shows the fallback).
         **({"bench_linear.Ceilings.track_peak_gflops": ([dtype, device], [200.0]),
-            "bench_linear.Ceilings.track_bandwidth_gbs": ([dtype, device], [20.0])} if machine == "runner-a" else {}),
+            "bench_linear.MemoryBandwidth.track_bandwidth_gbs": ([device], [20.0])} if machine == "runner-a" else {}),
     }
 
 
@@ -104,7 +104,7 @@ def main() -> None:
                    "RelativeToTorch": ["impl", "shape", "dtype", "device", "mode"],
                    "Instructions": ["impl", "shape", "dtype", "device", "mode"],
                    "HostMemory": ["impl", "shape", "dtype", "mode"], "Environment": [],
-                   "Ceilings": ["dtype", "device"]}
+                   "Ceilings": ["dtype", "device"], "MemoryBandwidth": ["device"]}
     (folder / "benchmarks.json").write_text(json.dumps(
         {name: {"name": name, "param_names": param_names[name.split(".")[1]]} for name in names}
         | {"version": 2}, indent=1) + "\n")
