@@ -61,7 +61,10 @@ class Axis:
 
     def ticks(self) -> list[float]:
         if self.log:
-            return [10.0**k for k in range(math.ceil(self.lo - 1e-9), math.floor(self.hi + 1e-9) + 1)]
+            # Decades; over a narrow range, 2x and 5x between them so the axis is still readable.
+            steps = (1, 2, 5) if self.hi - self.lo < 2.5 else (1,)
+            return [m * 10.0**k for k in range(math.floor(self.lo), math.ceil(self.hi) + 1) for m in steps
+                    if self.lo - 1e-9 <= math.log10(m * 10.0**k) <= self.hi + 1e-9]
         step = 10 ** math.floor(math.log10((self.hi - self.lo) / 2 or 1))
         first = math.ceil(self.lo / step) * step
         return [first + i * step for i in range(int((self.hi - first) / step) + 1)][:8]
