@@ -20,7 +20,7 @@ BASE_BRANCH ?= origin/main
 BASE ?= $(shell git merge-base $(BASE_BRANCH) HEAD 2>/dev/null)
 BENCH ?=
 
-.PHONY: venv test lint check bench history pages gate quick-save quick-compare results-pull results-push report serve clean browser valgrind
+.PHONY: venv test lint check bench history pages gate quick-save quick-compare results-pull results-push report serve clean browser valgrind compiler
 
 venv: $(VENV)/.installed
 
@@ -46,9 +46,12 @@ browser:
 	$(call apt_need,chromium,the browser tests will be skipped)
 valgrind:
 	$(call apt_need,valgrind,instruction counts will be n/a)
+# Inductor (the compiled variants, linear_impls/compiled.py) compiles C++ on the CPU.
+compiler:
+	$(call apt_need,g++,the compiled variants cannot compile on the CPU)
 
 # The test command (README, .ci/run).
-test: venv lint browser valgrind
+test: venv lint browser valgrind compiler
 	$(PY) -m pytest -q
 
 check: venv
@@ -56,7 +59,7 @@ check: venv
 
 # The main job: gates, the sweep through asv on HEAD, asv's HTML and the summary page.
 # SWEEP=quick|default|full picks the sweep; RESUME=1 keeps what an interrupted run recorded.
-bench: venv valgrind
+bench: venv valgrind compiler
 	@mkdir -p reports
 	$(VENV)/bin/asv machine --yes $(MACHINE_ARG) > /dev/null
 	$(VENV)/bin/linbench check --json --quiet > reports/checks.json || [ $$? -eq 1 ]
@@ -68,7 +71,7 @@ bench: venv valgrind
 # (linbench run's exit status 3, with the line that says why) is not a failure here: a
 # re-run of the workflow on a commit already measured finds nothing to do.
 NEW ?= 10
-history: venv valgrind
+history: venv valgrind compiler
 	@mkdir -p reports
 	$(VENV)/bin/asv machine --yes $(MACHINE_ARG) > /dev/null
 	$(VENV)/bin/linbench check --json --quiet > reports/checks.json || [ $$? -eq 1 ]

@@ -34,6 +34,9 @@ import os
 import sys
 
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+# Inductor compiles in one process, not a pool of workers competing for a shared runner's
+# cores with the case being timed; recorded by Environment.track_inductor_compile_threads.
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
 import torch  # noqa: E402
 
@@ -51,6 +54,10 @@ except ImportError:
 import linear_impls  # noqa: E402
 from linear_impls import bench, sweep  # noqa: E402
 
+try:
+    from linear_impls import compiled as _compiled  # noqa: E402
+except ImportError:  # a commit older than compiled variants
+    _compiled = None
 try:
     from linear_impls import ceilings as _ceilings  # noqa: E402
 except ImportError:  # a commit older than measured ceilings
@@ -79,7 +86,13 @@ if hasattr(bench, "steady_allocator"):
 # and a forked child inheriting a half-copied thread pool deadlocks (seen here:
 # the child hung in torch.randn).  Each case's process starts clean instead.
 
+# The compiled variants the sweeps time (their compile subset), registered here so the
+# asv parameters are the same whatever the sweep.
+if _compiled is not None:
+    for _base in sweep.COMPILE_IMPLS:
+        _compiled.register_compiled(_base)
 IMPLS = linear_impls.names()
+COMPILED = [i for i in IMPLS if _compiled is not None and _compiled.is_compiled(i)]
 SHAPES = list(sweep.ALL_SHAPES)
 DTYPES = list(sweep.DTYPES)
 DEVICES = list(sweep.DEVICES)
@@ -336,6 +349,8 @@ class HostMemory:
     def setup(self, impl, shape, dtype, mode):
         if dtype not in sweep.current_sweep().memory_dtypes:
             raise NotImplementedError(f"{dtype}: memory is measured in {sweep.current_sweep().memory_dtypes}")
+        if _compiled is not None and _compiled.is_compiled(impl):
+            raise NotImplementedError("a compiled variant's peak would be the compiler's")
         # No check here: its float64 reference would dominate the peak.  The timed
         # benchmarks check the same cases.
         self.case = _prepare(impl, shape, dtype, "cpu", mode, check=False)
@@ -351,6 +366,8 @@ class DeviceMemory:
     param_names = ["impl", "shape", "dtype", "mode"]
 
     def setup(self, impl, shape, dtype, mode):
+        if _compiled is not None and _compiled.is_compiled(impl):
+            raise NotImplementedError("a compiled variant's peak would be the compiler's")
         self.case = _prepare(impl, shape, dtype, "cuda", mode, check=False)
 
     def track_peak_bytes(self, impl, shape, dtype, mode):
@@ -405,8 +422,75 @@ def _ceiling_available(device):
         raise NotImplementedError(f"no {device} device here")
 
 
+class CompileCost:
+    """What compiling costs a compiled variant, per case of the sweep's compile subset:
+    cold (empty inductor cache) and warm (cache kept) compile time, graphs and graph breaks.
+
+    Measured once per sweep in ``setup_cache`` (one process, the cases in turn): a cold
+    compile of mul_sum takes tens of seconds here, which a process per metric would pay four
+    times.  The first call of the eager implementation is subtracted from the compiled one's.
+    """
+
+    params = [COMPILED or ["none"], SHAPES, DTYPES, DEVICES, MODES]
+    param_names = ["impl", "shape", "dtype", "device", "mode"]
+
+    def setup_cache(self):
+        sweep_def = sweep.current_sweep()
+        out = {}
+        for impl in COMPILED:
+            for shape in sweep_def.compile_shapes:
+                for dtype in sweep_def.compile_dtypes:
+                    for device in sweep.available_devices():
+                        for mode in sweep_def.compile_modes:
+                            key = f"{impl} {shape} {dtype} {device} {mode}"
+                            reason = sweep.skip_reason(linear_impls.get(impl), sweep.parse_shape(shape), dtype,
+                                                       device, mode, sweep_def)
+                            try:
+                                out[key] = reason or bench.compile_cost(impl, shape, dtype, device, mode)
+                            except Exception as exc:  # the variant fails to compile: that case fails
+                                out[key] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        return out
+
+    setup_cache.timeout = 1800
+
+    def setup(self, costs, impl, shape, dtype, device, mode):
+        got = costs.get(f"{impl} {shape} {dtype} {device} {mode}")
+        if got is None:
+            raise NotImplementedError("not in the sweep's compile subset")
+        if isinstance(got, str):
+            raise NotImplementedError(got)
+        if "error" in got:
+            raise RuntimeError(got["error"])
+        self.cost = got
+
+    def track_cold_seconds(self, costs, impl, shape, dtype, device, mode):
+        return self.cost["cold"]
+
+    track_cold_seconds.unit = "seconds"
+
+    def track_warm_seconds(self, costs, impl, shape, dtype, device, mode):
+        return self.cost["warm"]
+
+    track_warm_seconds.unit = "seconds"
+
+    def track_graphs(self, costs, impl, shape, dtype, device, mode):
+        return self.cost["graphs"]
+
+    track_graphs.unit = "graphs"
+
+    def track_graph_breaks(self, costs, impl, shape, dtype, device, mode):
+        return self.cost["graph_breaks"]
+
+    track_graph_breaks.unit = "graph breaks"
+
+
 class Environment:
     """What the timings ran under, recorded with every result."""
+
+    def track_inductor_compile_threads(self):
+        return int(os.environ.get("TORCHINDUCTOR_COMPILE_THREADS", "0"))
+
+    track_inductor_compile_threads.unit = "threads"
 
     def track_threads(self):
         return torch.get_num_threads()

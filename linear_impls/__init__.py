@@ -51,3 +51,7 @@ __all__ = [
 ]
 
 load_plugins()
+# $LINBENCH_COMPILE's compiled variants, after the plugins: a plugin can be compiled too.
+from . import compiled as _compiled  # noqa: E402
+
+_compiled.register_from_env()

@@ -138,6 +138,8 @@ CHUNK_GROUPS = (
     ("instruction counts", ("Instructions",)),
     ("ratio to F.linear", ("RelativeToTorch",)),
     ("wall time, memory and ceilings", ("Timed", "HostMemory", "DeviceMemory", "Ceilings")),
+    # Compiling takes seconds per case: a chunk of its own, lost alone if killed.
+    ("compiled variants", ("Compiled",)),
 )
 
 

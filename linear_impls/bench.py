@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import checks, registry, sweep
+from . import checks, compiled, registry, sweep
 
 
 class CaseSkipped(NotImplementedError):
@@ -94,9 +94,11 @@ def _check_cache_file(impl: registry.Impl, shape: sweep.Shape, dtype: str, devic
         or str(Path.home() / ".cache" / "linbench" / "checks")
     if root in ("", "0", "off"):
         return None
-    module = sys.modules.get(getattr(impl.factory, "__module__", ""), None)
+    # A derived implementation (a compiled variant) names every module its behaviour comes from.
+    names = getattr(impl.factory, "key_modules", None) or (getattr(impl.factory, "__module__", ""),)
+    modules = [sys.modules.get(n) for n in names]
     try:
-        sources = [inspect.getsource(module) if module else inspect.getsource(impl.factory),
+        sources = [*(inspect.getsource(m) if m else inspect.getsource(impl.factory) for m in modules),
                    inspect.getsource(checks)]
     except (OSError, TypeError):
         return None  # no source to key on (an interactive registration): always check
@@ -134,7 +136,11 @@ def check_case(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str,
 
 def prepare(impl_name: str, shape_id: str, dtype: str, device: str, mode: str, *,
             check: bool = True, sweep_def: sweep.Sweep | None = None, seed: int = 0) -> PreparedCase:
-    """Everything a timed call needs, made once; raises CaseSkipped or CheckFailed."""
+    """Everything a timed call needs, made once; raises CaseSkipped or CheckFailed.
+
+    A compiled variant is compiled here, by the first call, and its timed calls may not
+    recompile (``compiled.steady``): what is timed is its steady state.
+    """
     impl = registry.get(impl_name)
     shape = sweep.parse_shape(shape_id)
     reason = sweep.skip_reason(impl, shape, dtype, device, mode, sweep_def)
@@ -142,6 +148,18 @@ def prepare(impl_name: str, shape_id: str, dtype: str, device: str, mode: str, *
         raise CaseSkipped(reason)
     if check:
         check_case(impl, shape, dtype, device, mode)
+    step = build_step(impl, shape, dtype, device, mode, seed)
+    step()  # first call: lazy initialisation (kernels, allocator, compilation) stays out of the timings
+    if device == "cuda":
+        torch.cuda.synchronize()
+    if compiled.is_compiled(impl_name):
+        compiled.steady()
+    return PreparedCase(impl_name, shape, dtype, device, mode, step)
+
+
+def build_step(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str, mode: str,
+               seed: int = 0) -> Callable[[], object]:
+    """A case's inputs and parameters, and the call that is timed: forward, or forward and backward."""
     td = sweep.dtype_of(dtype)
     gen = torch.Generator().manual_seed(seed)
     training = mode == "forward_backward"
@@ -167,10 +185,32 @@ def prepare(impl_name: str, shape_id: str, dtype: str, device: str, mode: str, *
             for p in params:
                 p.grad = None  # a training step starts from cleared gradients
             forward(x).backward(gy)
-    step()  # first call: lazy initialisation (kernels, allocator) stays out of the timings
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return PreparedCase(impl_name, shape, dtype, device, mode, step)
+    return step
+
+
+def compile_cost(variant: str, shape_id: str, dtype: str, device: str, mode: str) -> dict:
+    """A compiled variant's compile time and graphs on one case: ``{cold, warm, graphs, graph_breaks}``.
+
+    As PyTorch's compiler benchmarks measure it: the first compiled call less the eager
+    implementation's own first call.  Cold with an empty inductor cache; warm after
+    ``torch._dynamo.reset()`` with the cache kept, as a second process finds it.
+    """
+    base, _mode = compiled.base_of(variant)
+    shape = sweep.parse_shape(shape_id)
+
+    def first_call(name: str) -> float:
+        step = build_step(registry.get(name), shape, dtype, device, mode)
+        t0 = sync_clock()
+        step()
+        return sync_clock() - t0
+
+    eager = first_call(base)
+    return compiled.first_calls(lambda: first_call(variant), eager)
+
+
+# An implementation parameter that is not a compiled variant: those run on the sweep's
+# compile subset only, and anywhere else each would cost a process that does nothing.
+EAGER_IMPL = r"'(?!compiled_)[^']+'"
 
 
 def param_alternatives(values) -> str:
@@ -181,8 +221,9 @@ def param_alternatives(values) -> str:
 def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> dict[str, str]:
     """``asv run -b`` patterns selecting a sweep's cases, per benchmark family, so others do not
     even start a process: ``{"Environment", "Timed" (Inference and Training),
-    "RelativeToTorch", "Instructions", "HostMemory", "DeviceMemory", "Ceilings": pattern}``,
-    each present where the sweep has such cases.
+    "RelativeToTorch", "Instructions", "HostMemory", "DeviceMemory", "Ceilings",
+    "Compiled" (the compiled variants' timings, ratios and compile cost): pattern}``, each
+    present where the sweep has such cases.
 
     asv matches them against ``name(param0, param1, ...)`` with each param's repr.
     """
@@ -190,18 +231,26 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> di
     alt = param_alternatives
     shapes, dtypes = alt(sweep_def.shapes), alt(sweep_def.dtypes)
     mem_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.memory_dtypes]
+    eager = EAGER_IMPL
     patterns = {"Environment": r"^bench_linear\.Environment\.",
-                "Timed": rf"^bench_linear\.(?:Inference|Training)\.\w+\('[^']+', {shapes}, {dtypes}, {alt(devices)}\)$"}
+                "Timed": rf"^bench_linear\.(?:Inference|Training)\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}\)$"}
     # The metrics a history can trust on a shared machine: the interleaved ratio to
     # F.linear, and (CPU, in the sweep's instruction dtypes) instructions per call.
     patterns["RelativeToTorch"] = \
-        rf"^bench_linear\.RelativeToTorch\.\w+\('[^']+', {shapes}, {dtypes}, {alt(devices)}, '[^']+'\)$"
+        rf"^bench_linear\.RelativeToTorch\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}, '[^']+'\)$"
+    compile_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.compile_dtypes]
+    if sweep_def.compile_shapes and compile_dtypes:
+        cases = f"'compiled_[^']+', {alt(sweep_def.compile_shapes)}, {alt(compile_dtypes)}, {alt(devices)}"
+        timed = "|".join(c for c, m in (("Inference", "forward"), ("Training", "forward_backward"))
+                         if m in sweep_def.compile_modes)
+        patterns["Compiled"] = (rf"^bench_linear\.(?:(?:{timed})\.\w+\({cases}\)"
+                                rf"|(?:RelativeToTorch|CompileCost)\.\w+\({cases}, {alt(sweep_def.compile_modes)}\))$")
     counted = [d for d in sweep_def.dtypes if d in sweep_def.instruction_dtypes]
     if counted:
         patterns["Instructions"] = \
-            rf"^bench_linear\.Instructions\.\w+\('[^']+', {shapes}, {alt(counted)}, 'cpu', '[^']+'\)$"
+            rf"^bench_linear\.Instructions\.\w+\({eager}, {shapes}, {alt(counted)}, 'cpu', '[^']+'\)$"
     if mem_dtypes:
-        patterns["HostMemory"] = rf"^bench_linear\.HostMemory\.\w+\('[^']+', {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"
+        patterns["HostMemory"] = rf"^bench_linear\.HostMemory\.\w+\({eager}, {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"
     # The roofline's ceilings: the compute peak in each of the sweep's dtypes on each device;
     # the bandwidth, which has no dtype, with float32's (so a sweep chunked per dtype
     # measures it once).
@@ -211,7 +260,7 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> di
                                rf"|MemoryBandwidth\.\w+\({alt(devices)}\))$"
     if mem_dtypes and "cuda" in devices:
         patterns["DeviceMemory"] = \
-            rf"^bench_linear\.DeviceMemory\.\w+\('[^']+', {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"
+            rf"^bench_linear\.DeviceMemory\.\w+\({eager}, {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"
     return patterns
 
 

@@ -96,9 +96,12 @@ def cmd_list(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from . import checkrun
+    from . import checkrun, compiled
 
+    variants = _compile(args.compile)
     impls = _select(args.impl)
+    if args.impl and variants:  # the variants of what --compile names are checked too
+        impls += [registry.get(v) for v in variants if v not in {i.name for i in impls}]
     devices = _devices(args.device)
     dtypes = _dtypes(args.dtype)
     shapes = tuple(_shape(s).id for s in args.shape or [])
@@ -135,15 +138,43 @@ def cmd_check(args) -> int:
         print(json.dumps([r.to_dict() for r in all_results], indent=1))
     else:
         _print_check_table(all_results, failed)
+    for name in sorted(i.name for i in impls if compiled.is_compiled(i.name)):
+        try:
+            got = compiled.explain(name)
+        except Exception as exc:  # the variant does not even compile: its checks say why
+            print(f"linbench: {name}: torch._dynamo.explain failed: {type(exc).__name__}: {exc}"[:300],
+                  file=sys.stderr)
+            continue
+        # To stderr under --json: stdout stays one JSON array.
+        print(f"{name}: {got['graphs']} graph{'s' if got['graphs'] != 1 else ''}, {got['graph_breaks']} graph "
+              f"break{'s' if got['graph_breaks'] != 1 else ''}" + (f" ({'; '.join(got['reasons'])})"
+                                                                  if got["reasons"] else ""),
+              file=sys.stderr if args.json else sys.stdout)
     return 1 if failed else 0
 
 
+def _compile(value: str | None) -> list[str]:
+    """Register the compiled variants ``--compile`` names; their worker processes register them
+    from ``$LINBENCH_COMPILE``, which is set here."""
+    from . import compiled
+
+    if not value:
+        return []
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n != "all" and n not in registry.names()]
+    if unknown:
+        raise UsageError(f"--compile: unknown implementation {unknown[0]!r}; known: {', '.join(registry.names())}")
+    os.environ[compiled.ENV] = ",".join(names)
+    return compiled.register_from_env()
+
+
 def _print_check_table(results, failed) -> None:
+    width = max([18, *(len(r.impl) for r in results)])
     if failed:
-        print("FAILED GATES")
+        print("FAILED CHECKS")
         for r in failed:
             shape = "x".join(map(str, r.shape)) or "()"
-            print(f"  {r.impl:<18} {r.check:<8} {r.dtype:<8} {r.device:<4} {r.case:<26} {shape:<10} {r.reason}")
+            print(f"  {r.impl:<{width}} {r.check:<8} {r.dtype:<8} {r.device:<4} {r.case:<26} {shape:<10} {r.reason}")
         print()
     by_impl: dict[str, dict[str, int]] = {}
     # The worst passing error against float64 as a multiple of torch's own, per implementation and dtype.
@@ -155,12 +186,12 @@ def _print_check_table(results, failed) -> None:
             mine = vs_torch.setdefault(r.impl, {})
             mine[r.dtype] = max(mine.get(r.dtype, 0.0), r.torch_error_ratio)
     dtypes = [d for d in sweep.DTYPES if any(d in v for v in vs_torch.values())]
-    print(f"{'implementation':<20} {'pass':>5} {'fail':>5} {'skip':>5}        "
+    print(f"{'implementation':<{width + 2}} {'pass':>5} {'fail':>5} {'skip':>5}        "
           + (f"worst RMSE vs torch's: {' '.join(f'{d:>8}' for d in dtypes)}" if dtypes else ""))
     for name, c in by_impl.items():
         worst = " ".join(f"{vs_torch[name][d]:>7.2f}x" if d in vs_torch.get(name, {}) else f"{'–':>8}"
                          for d in dtypes)
-        print(f"{name:<20} {c['pass']:>5} {c['fail']:>5} {c['skip']:>5}  {'FAIL' if c['fail'] else 'ok  '}  "
+        print(f"{name:<{width + 2}} {c['pass']:>5} {c['fail']:>5} {c['skip']:>5}  {'FAIL' if c['fail'] else 'ok  '}  "
               + (f"{'':22}{worst}" if dtypes else ""))
     n_fail = sum(c["fail"] for c in by_impl.values())
     print(f"\n{len(results)} checks, {n_fail} failed, {len(by_impl)} implementations"
@@ -344,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), metavar="N",
                    help="implementations checked at once (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress on the terminal")
+    p.add_argument("--compile", metavar="NAMES", help="also check the torch.compile'd variants of these "
+                   "implementations (comma-separated, or 'all'), and report their graph breaks")
     p.set_defaults(func=cmd_check)
 
     sweeps = list(sweep.SWEEPS)

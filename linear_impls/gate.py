@@ -155,10 +155,10 @@ def bench_patterns(sweep_def: sweep.Sweep, user_regex: str | None, *, counted: b
         dtypes = [d for d in sweep_def.dtypes if d in sweep_def.instruction_dtypes]
         if not dtypes:
             return []
-        patterns = [rf"^{re.escape(INSTRUCTIONS)}\('[^']+', {alt(sweep_def.shapes)}, {alt(dtypes)}, 'cpu', "
+        patterns = [rf"^{re.escape(INSTRUCTIONS)}\({bench.EAGER_IMPL}, {alt(sweep_def.shapes)}, {alt(dtypes)}, 'cpu', "
                     r"'[^']+'\)$"]
     else:
-        patterns = [rf"^{re.escape(RELATIVE)}\('[^']+', {alt(sweep_def.shapes)}, {alt(sweep_def.dtypes)}, "
+        patterns = [rf"^{re.escape(RELATIVE)}\({bench.EAGER_IMPL}, {alt(sweep_def.shapes)}, {alt(sweep_def.dtypes)}, "
                     rf"{alt(sweep.available_devices())}, '[^']+'\)$", r"^bench_linear\.Environment\."]
     if user_regex is None:
         return patterns

@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import sweep
+from . import compiled, sweep
 
 # Why each variable is pinned; together they make one commit's counts the same on
 # any x86-64 host (valgrind 3.19 hides AVX-512 anyway, but a newer one may not).
@@ -169,6 +169,8 @@ def case_key(impl: str, shape: str, dtype: str, mode: str) -> str:
 
 def skip_reason(impl, shape: sweep.Shape, dtype: str, mode: str, sweep_def: sweep.Sweep) -> str | None:
     """Why a CPU case gets no instruction count (None when it does)."""
+    if impl.name.startswith(tuple(compiled.PREFIX.values())):
+        return "not counted: compiling runs a C++ compiler, minutes under valgrind (its time and ratio are measured)"
     if dtype not in sweep_def.instruction_dtypes:
         return f"instructions are counted in {', '.join(sweep_def.instruction_dtypes) or 'no dtype'} " \
                f"in the {sweep_def.name!r} sweep"

@@ -101,6 +101,10 @@ def parse_shape(text: str) -> Shape:
     return Shape(tuple(batch), in_features, out_features)
 
 
+# The implementations the asv suite compiles (linear_impls.compiled): the naive
+# formulation compiling can rescue, the fused one it cannot improve, and one between.
+COMPILE_IMPLS = ("f_linear", "mul_sum", "einsum")
+
 # The seed articles' own examples, then overhead-bound, mid-size and transformer-like cases.
 SEED_SHAPES = ("3x2x3", "128x20x30", "140x100x50", "1x5x1", "3x2")
 DEFAULT_SHAPES = SEED_SHAPES + (
@@ -139,13 +143,22 @@ class Sweep:
     # than the CPU does, so a 100 M-instruction call costs tens of seconds there.
     instruction_dtypes: tuple[str, ...] = ("float32",)
     max_call_instructions: float = 20e6
+    # Where the torch.compile'd variants (linear_impls.compiled) run: each case compiles
+    # in every process that times it, and once more cold and warm for its compile time,
+    # so a few shapes chosen to show where compiling helps and where it does not.
+    compile_shapes: tuple[str, ...] = ()
+    compile_dtypes: tuple[str, ...] = ("float32",)
+    compile_modes: tuple[str, ...] = ("forward",)
 
 
 SWEEPS = {
     "quick": Sweep("quick", QUICK_SHAPES, ("float32",), 0.01, memory_dtypes=()),
     # 0.12 s keeps the float32 BERT FFN training step in (~50-100 ms here).
-    "default": Sweep("default", DEFAULT_SHAPES, DTYPES, 0.12),
-    "full": Sweep("full", FULL_SHAPES, DTYPES, 2.0, memory_dtypes=DTYPES),
+    # Compiled: an overhead-bound call (compiling cannot beat the Python it removes by
+    # much) and a mid-size one (where it fuses mul_sum's broadcast product away).
+    "default": Sweep("default", DEFAULT_SHAPES, DTYPES, 0.12, compile_shapes=("1x64x64", "64x256x256")),
+    "full": Sweep("full", FULL_SHAPES, DTYPES, 2.0, memory_dtypes=DTYPES,
+                  compile_shapes=("1x64x64", "64x256x256", "512x1024x1024"), compile_modes=MODES),
 }
 
 
@@ -227,6 +240,13 @@ def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: S
     sweep = sweep or current_sweep()
     if shape.id not in sweep.shapes:
         return f"not in the {sweep.name!r} sweep"
+    from .compiled import is_compiled
+
+    if is_compiled(impl.name) and (shape.id not in sweep.compile_shapes or dtype not in sweep.compile_dtypes
+                                   or mode not in sweep.compile_modes):
+        return (f"compiled variants run on the {sweep.name!r} sweep's compile subset only: "
+                f"{', '.join(sweep.compile_shapes) or 'none'}; {', '.join(sweep.compile_dtypes)}; "
+                f"{', '.join(sweep.compile_modes)}")
     if dtype not in sweep.dtypes:
         return f"{dtype} not in the {sweep.name!r} sweep"
     if device not in available_devices():

@@ -47,6 +47,8 @@ _FORMATS = {
     "speedup": lambda v: f"{v:.2f}×",
     "gflops": lambda v: f"{number(v)} GFLOP/s",
     "threads": lambda v: f"{v:g}",
+    "count": lambda v: f"{v:,.0f}",
+    "calls": lambda v: f"{v:,.0f} calls",
 }
 UNITS = tuple(_FORMATS)
 

@@ -69,7 +69,7 @@ def asv_config(tmp: Path) -> Path:
 def run_asv(config: Path, *args, timeout: float = 900, plugins: str | None = None, env_extra: dict | None = None):
     """Real asv, in the test's own Python environment (no virtualenv to build)."""
     asv = str(Path(sys.executable).parent / "asv")
-    env = dict(os.environ, LINBENCH_SWEEP="quick", LINBENCH_THREADS="2", **(env_extra or {}))
+    env = {**os.environ, "LINBENCH_SWEEP": "quick", "LINBENCH_THREADS": "2", **(env_extra or {})}
     if plugins:
         env["LINEAR_IMPLS_PLUGINS"] = plugins
         env["ASV_PYTHONPATH"] = str(PLUGIN_DIR)  # asv drops PYTHONPATH; this is its way in

@@ -51,7 +51,7 @@ def test_table_output_lists_failures(tmp_path):
     proc = run_linbench("check", "--impl", "bad_shape", "--impl", "f_linear", "--dtype", "float64",
                         plugins="check_faulty_plugin")
     assert proc.returncode == 1
-    assert "FAILED GATES" in proc.stdout and "bad_shape" in proc.stdout and "has shape" in proc.stdout
+    assert "FAILED CHECKS" in proc.stdout and "bad_shape" in proc.stdout and "has shape" in proc.stdout
     assert "f_linear" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
 
 

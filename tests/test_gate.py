@@ -183,7 +183,7 @@ def test_gate_fails_when_head_breaks_a_plugin(scratch, tmp_path):
     broken = data["broken_checks"]
     assert broken and {b["impl"] for b in broken} == {"trial_linear"}
     assert any(b["case"] == "no_bias" or "bias" in b["case"] or b["reason"] for b in broken)
-    # The plugin took part in asv at both commits: timed at BASE, failed (its gate) at HEAD.
+    # The plugin took part in asv at both commits: timed at BASE, failed (its check) at HEAD.
     verdict = {(c["params"][0], c["params"][1], c["params"][4]): c["verdict"] for c in data["changes"]
                if c["benchmark"] == gate.RELATIVE}
     quick = sweep.SWEEPS["quick"].shapes
@@ -191,7 +191,7 @@ def test_gate_fails_when_head_breaks_a_plugin(scratch, tmp_path):
         verdict
     assert "REGRESSED" in proc.stdout and "trial_linear" in proc.stdout
     log = (repo / ".asv" / "gate" / "asv.log").read_text()
-    assert "correctness gate failed" in log or "CheckFailed" in log
+    assert "check failed" in log or "CheckFailed" in log
 
 
 # --- CI plumbing --------------------------------------------------------------------------

@@ -61,7 +61,8 @@ def test_loading_reads_every_good_file_and_names_the_bad_one(data):
         + ["runner-b/cccccccc-virtualenv-py3.11-torch2.13.0.json"])
     assert [w for w in data.warnings if "0000dead-broken.json" in w and "Error parsing JSON" in w]
     assert set(data.files["threads"]) == {"2"}
-    assert set(data.frame["kind"]) == {"time", "ratio", "instructions", "memory"}
+    assert set(data.frame["kind"]) == {"time", "ratio", "instructions", "memory", "compile_cold", "compile_warm",
+                                       "graphs", "graph_breaks"}
     # asv's statistics come through asv.results: the 99% interval and quartiles of each timing.
     row = data.frame[(data.frame["impl"] == "f_linear") & (data.frame["shape"] == "64x256x256")
                      & (data.frame["benchmark"] == "bench_linear.Inference.time_forward")
@@ -191,3 +192,14 @@ def test_roofline_against_measured_ceilings(data, latest):
     assert m["roof"] == pytest.approx(20.0 * m["ai"]) and m["roof"] < 200
     # runner-b measured no ceilings: the sweep's best stands in, and says so.
     assert b["bandwidth"] is None and "no ceiling measured" in b["peak_source"]
+
+
+def test_compiled_variant_table(request, latest):
+    table = analysis.compile_table(analysis.rates(latest[1]), latest[1])
+    golden_csv(request, "compile", table)
+    a = table[table["file"] == int(latest[0].loc[latest[0]["machine"] == "runner-a", "file"].iloc[0])].iloc[0]
+    assert (a["impl"], a["base"], a["shape"]) == ("compiled_mul_sum", "mul_sum", "64x256x256")
+    assert a["speedup"] == pytest.approx(3.0)
+    # 19 s of cold compile over the 540 µs each call saves (810 µs eager, 270 µs compiled).
+    assert a["break_even"] == pytest.approx(19.0 / 540e-6, rel=1e-3, abs=1)
+    assert (a["compile_warm"], a["graphs"], a["graph_breaks"]) == (0.5, 1, 0)

@@ -40,7 +40,7 @@ def test_quick(benchmark, impl, shape, dtype, mode):
     except bench.CaseSkipped as exc:
         pytest.skip(str(exc))
     except bench.CheckFailed as exc:
-        pytest.fail(f"correctness gate failed, not timed: {exc}", pytrace=False)
+        pytest.fail(f"correctness check failed, not timed: {exc}", pytrace=False)
     # Groups compare implementations of one case; extra_info is what linbench report reads.
     benchmark.group = f"{shape} {dtype} {mode}"
     benchmark.extra_info.update(impl=impl, shape=shape, dtype=dtype, device="cpu", mode=mode,

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from .. import registry, sweep
+from .. import compiled, registry, sweep
 from ..verdict import classify
 from .load import CASE, FIXED
 
@@ -92,6 +92,13 @@ def expected_skip(impl: str, shape: sweep.Shape | None, dtype: str, device: str,
     """
     if shape is None:
         return "malformed shape"
+    default = sweep.SWEEPS["default"]
+    variant = compiled.base_of(impl)
+    if variant is not None:
+        if (shape.id not in default.compile_shapes or dtype not in default.compile_dtypes
+                or mode not in default.compile_modes):
+            return "compiled variants run on the default sweep's compile subset only"
+        impl = variant[0]  # otherwise the base implementation's limits apply
     workspace = 0
     if impl in registry.names():
         lim = registry.get(impl).limits
@@ -375,3 +382,39 @@ def compare_runs(rated: pd.DataFrame, old: int, new: int) -> pd.DataFrame:
     m["ratio"] = m["value"] / m["value_old"]
     m["change"] = [classify(o, n, RUN_FACTOR) for o, n in zip(m["value_old"], m["value"], strict=True)]
     return m.sort_values(["ratio", "impl", "shape"], ascending=[False, True, True]).reset_index(drop=True)
+
+
+COMPILE_KINDS = ("compile_cold", "compile_warm", "graphs", "graph_breaks")
+
+
+def compile_table(rated: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
+    """Per compiled variant and case of the latest files: eager and compiled time, speedup,
+    compile time cold and warm, graphs, graph breaks, and the calls after which compiling pays.
+
+    Break-even: the cold compile time over the time each call saves; infinite when the
+    compiled call is no faster.
+    """
+    cols = ["file", "impl", "base", "shape", "dtype", "device", "mode", "eager", "compiled", "speedup",
+            *COMPILE_KINDS, "break_even"]
+    ok = rated[rated["status"] == "ok"]
+    variants = ok[[compiled.is_compiled(i) for i in ok["impl"]]]
+    if variants.empty:
+        return pd.DataFrame(columns=cols)
+    keys = ["file", "shape", "dtype", "device", "mode"]
+    t = variants[["impl", *keys, "value"]].rename(columns={"value": "compiled"})
+    t["base"] = [compiled.base_of(i)[0] for i in t["impl"]]
+    eager = ok[["impl", *keys, "value"]].rename(columns={"impl": "base", "value": "eager"})
+    t = t.merge(eager, on=["base", *keys], how="left")
+    costs = latest[latest["kind"].isin(COMPILE_KINDS) & (latest["status"] == "ok")]
+    if len(costs):
+        wide = costs.pivot_table(index=["impl", *keys], columns="kind", values="value", aggfunc="first")
+        t = t.merge(wide.reset_index(), on=["impl", *keys], how="left")
+    for k in COMPILE_KINDS:
+        if k not in t.columns:
+            t[k] = np.nan
+    t["speedup"] = t["eager"] / t["compiled"]
+    saved = t["eager"] - t["compiled"]
+    t["break_even"] = np.where(saved > 0, np.ceil(t["compile_cold"] / saved.where(saved > 0)), np.inf)
+    order_ = {s: i for i, s in enumerate(sweep.ALL_SHAPES)}
+    t["_o"] = [order_.get(s, len(order_)) for s in t["shape"]]
+    return t.sort_values(["file", "base", "_o", "mode"]).drop(columns="_o")[cols].reset_index(drop=True)

@@ -100,7 +100,11 @@ def build_report(results_dir: Path, out: Path, *, checks_json: Path | None = Non
         sections.append(render.perf_section(d, ids, asv_html))
         if len(d.latest_files) >= 2:
             sections.append(render.machines_section(d, ids))
-        sections += [render.peak_section(d, ids), render.checks_section(checks, failed, d.impls_all, asv_html)]
+        sections.append(render.peak_section(d, ids))
+        compile_section = render.compile_section(d, ids)
+        if compile_section is not None:
+            sections.append(compile_section)
+        sections.append(render.checks_section(checks, failed, d.impls_all, asv_html))
         section, n_changes = render.history_section(d, ids, asv_html, results_dir, thresholds, order)
         sections.append(section)
         n_missing = int(((d.missing["status"] == "missing") & (d.missing["reason"] == "")).sum())

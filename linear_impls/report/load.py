@@ -41,6 +41,10 @@ FIXED = {
     "DeviceMemory.track_peak_bytes": {"device": "cuda", "kind": "memory"},
     "RelativeToTorch.track_ratio": {"kind": "ratio"},
     "Instructions.track_instructions": {"kind": "instructions"},
+    "CompileCost.track_cold_seconds": {"kind": "compile_cold"},
+    "CompileCost.track_warm_seconds": {"kind": "compile_warm"},
+    "CompileCost.track_graphs": {"kind": "graphs"},
+    "CompileCost.track_graph_breaks": {"kind": "graph_breaks"},
 }
 # Parameter names of the suite's benchmarks, for a results folder without benchmarks.json.
 KNOWN_PARAM_NAMES = {
@@ -50,6 +54,8 @@ KNOWN_PARAM_NAMES = {
     "DeviceMemory.track_peak_bytes": ["impl", "shape", "dtype", "mode"],
     "RelativeToTorch.track_ratio": ["impl", "shape", "dtype", "device", "mode"],
     "Instructions.track_instructions": ["impl", "shape", "dtype", "device", "mode"],
+    **{f"CompileCost.{m}": ["impl", "shape", "dtype", "device", "mode"]
+       for m in ("track_cold_seconds", "track_warm_seconds", "track_graphs", "track_graph_breaks")},
 }
 _ASV_STATS = {"ci_99_a": "ci_a", "ci_99_b": "ci_b", "q_25": "q25", "q_75": "q75", "number": "number",
               "repeat": "repeat"}

@@ -41,6 +41,7 @@ def _environment() -> jinja2.Environment:
     env.filters["pct"] = lambda v: f"{v:.0%}" if isinstance(v, float) and math.isfinite(v) else "–"
     env.globals["asv_link"] = asv_link
     env.globals["unit_of"] = UNIT_OF
+    env.globals["speedup_colour"] = speedup_colour
     env.globals["chart"] = lambda c: Markup(_ENV.get_template("chart.svg.j2").render(chart=c))
     return env
 
@@ -245,6 +246,22 @@ def peak_section(d, ids: Ids) -> Section:
                        "chart": plots.roofline(p["points"], p["peak"], p["bandwidth"], title)})
     return Section("peak", "Roofline: each case against the machine's ceilings", "peak.html.j2",
                    {"blocks": blocks, "squarish": analysis.SQUARISH})
+
+
+def compile_section(d, ids: Ids) -> Section | None:
+    """The compiled variants against their eager implementations; None when none was measured."""
+    table = analysis.compile_table(d.rated, d.latest)
+    if table.empty:
+        return None
+    blocks, toc = [], []
+    for f in d.latest_files.itertuples(index=False):
+        mine = table[table["file"] == f.file]
+        if len(mine):
+            hid = ids("compile")
+            toc.append((hid, f"{f.machine} — {f.env}"))
+            blocks.append({"id": hid, "machine": f.machine, "env": f.env, "rows": mine.to_dict("records")})
+    return Section("compile", "torch.compile: steady state, compile time, when it pays", "compile.html.j2",
+                   {"blocks": blocks}, toc)
 
 
 def checks_section(checks: pd.DataFrame | None, failed: pd.DataFrame, impls: list[str], asv_html: str) -> Section:

@@ -13,6 +13,7 @@ What the fixture holds, each chosen to exercise one path of the report:
 * a case measured by the second commit and not by the third (einsum 1x64x64);
 * a hostile implementation name and CPU string, which must reach the page escaped;
 * an unreadable results file (skipped with a warning);
+* a compiled variant (compiled_mul_sum, 64x256x256 forward) with its compile cost;
 * measured ceilings (a 200 GFLOP/s peak, 20 GB/s) on runner-a, none on runner-b;
 * a checks file and two pytest-benchmark runs;
 * asv.conf.json: only the regressions thresholds, kept apart from the project's so the
@@ -71,14 +72,26 @@ def commit_results(i: int, machine: str) -> dict:
                 instr.append(float(round(20_000 * base * (3 if mode == "forward_backward" else 1) * step)))
             memory.append(float(2**20 * (1 + SHAPES.index(shape)) * (4 if impl == "mul_sum" else 1)))
             memory.append(float(2**21 * (1 + SHAPES.index(shape))))
+    for shape in SHAPES:  # compiled_mul_sum: timed on the compile subset only
+        time_fwd.append(timed("mul_sum", shape, (1.0, 1.2, 0.9)[i] / 3, scale) if shape == "64x256x256" else NAN)
     dtype, device, modes = ["float32"], ["cpu"], ["forward", "forward_backward"]
     return {
-        "bench_linear.Inference.time_forward": ([IMPLS, SHAPES, dtype, device], time_fwd),
+        "bench_linear.Inference.time_forward": ([[*IMPLS, "compiled_mul_sum"], SHAPES, dtype, device], time_fwd),
         "bench_linear.Training.time_forward_backward": ([IMPLS, SHAPES, dtype, device], time_train),
         "bench_linear.RelativeToTorch.track_ratio": ([IMPLS, SHAPES, dtype, device, modes], ratio),
         "bench_linear.Instructions.track_instructions": ([IMPLS, SHAPES, dtype, device, modes], instr),
         "bench_linear.HostMemory.peakmem_step": ([IMPLS, SHAPES, dtype, modes], memory),
         "bench_linear.Environment.track_threads": ([], [2.0]),
+        # mul_sum compiled, 64x256x256 forward only (the sweep's compile subset): 3x faster
+        # than eager once compiled, 19 s to compile cold.
+        "bench_linear.CompileCost.track_cold_seconds": (
+            [["compiled_mul_sum"], ["64x256x256"], dtype, device, ["forward"]], [19.0]),
+        "bench_linear.CompileCost.track_warm_seconds": (
+            [["compiled_mul_sum"], ["64x256x256"], dtype, device, ["forward"]], [0.5]),
+        "bench_linear.CompileCost.track_graphs": ([["compiled_mul_sum"], ["64x256x256"], dtype, device, ["forward"]],
+                                                  [1.0]),
+        "bench_linear.CompileCost.track_graph_breaks": (
+            [["compiled_mul_sum"], ["64x256x256"], dtype, device, ["forward"]], [0.0]),
         # The roofline's ceilings: measured on runner-a only (runner-b shows the fallback).
         **({"bench_linear.Ceilings.track_peak_gflops": ([dtype, device], [200.0]),
             "bench_linear.MemoryBandwidth.track_bandwidth_gbs": ([device], [20.0])} if machine == "runner-a" else {}),
@@ -104,7 +117,8 @@ def main() -> None:
                    "RelativeToTorch": ["impl", "shape", "dtype", "device", "mode"],
                    "Instructions": ["impl", "shape", "dtype", "device", "mode"],
                    "HostMemory": ["impl", "shape", "dtype", "mode"], "Environment": [],
-                   "Ceilings": ["dtype", "device"], "MemoryBandwidth": ["device"]}
+                   "Ceilings": ["dtype", "device"], "MemoryBandwidth": ["device"],
+                   "CompileCost": ["impl", "shape", "dtype", "device", "mode"]}
     (folder / "benchmarks.json").write_text(json.dumps(
         {name: {"name": name, "param_names": param_names[name.split(".")[1]]} for name in names}
         | {"version": 2}, indent=1) + "\n")
