@@ -388,14 +388,15 @@ COMPILE_KINDS = ("compile_cold", "compile_warm", "graphs", "graph_breaks")
 
 
 def compile_table(rated: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
-    """Per compiled variant and case of the latest files: eager and compiled time, speedup,
-    compile time cold and warm, graphs, graph breaks, and the calls after which compiling pays.
+    """Per compiled variant and case of the latest files: eager and compiled time, speedup
+    (from the wall times, and from each one's ratio to F.linear), compile time cold and
+    warm, graphs, graph breaks, and the calls after which compiling pays.
 
     Break-even: the cold compile time over the time each call saves; infinite when the
     compiled call is no faster.
     """
     cols = ["file", "impl", "base", "shape", "dtype", "device", "mode", "eager", "compiled", "speedup",
-            *COMPILE_KINDS, "break_even"]
+            "speedup_ratio", *COMPILE_KINDS, "break_even"]
     ok = rated[rated["status"] == "ok"]
     variants = ok[[compiled.is_compiled(i) for i in ok["impl"]]]
     if variants.empty:
@@ -413,6 +414,12 @@ def compile_table(rated: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
         if k not in t.columns:
             t[k] = np.nan
     t["speedup"] = t["eager"] / t["compiled"]
+    # The same speedup from each one's interleaved ratio to F.linear: robust to a shared
+    # machine's slow spells, which the two wall times above may have met differently.
+    ratios = latest[(latest["kind"] == "ratio") & (latest["status"] == "ok")][["impl", *keys, "value"]]
+    t = t.merge(ratios.rename(columns={"value": "_rc"}), on=["impl", *keys], how="left")
+    t = t.merge(ratios.rename(columns={"impl": "base", "value": "_re"}), on=["base", *keys], how="left")
+    t["speedup_ratio"] = t["_re"] / t["_rc"]
     saved = t["eager"] - t["compiled"]
     t["break_even"] = np.where(saved > 0, np.ceil(t["compile_cold"] / saved.where(saved > 0)), np.inf)
     order_ = {s: i for i, s in enumerate(sweep.ALL_SHAPES)}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import history, registry
+from .. import compiled, history, registry
 from . import analysis, render
 from .load import Measurements, load_checks, load_pytest_benchmark, load_results
 
@@ -82,6 +82,11 @@ def build_report(results_dir: Path, out: Path, *, checks_json: Path | None = Non
     warnings = data.warnings + pb_warnings
     checks = load_checks(Path(checks_json), warnings) if checks_json is not None else None
 
+    # Compiled variants in the results are derived here too, so the page can describe them.
+    for name in set(data.frame["impl"]):
+        variant = compiled.base_of(name)
+        if variant is not None and variant[0] in registry.names():
+            compiled.register_compiled(*variant)
     ids = render.Ids()
     sections: list[render.Section] = []
     n_changes = n_missing = 0
