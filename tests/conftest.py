@@ -97,6 +97,9 @@ def asv_run(tmp_path_factory):
         r"^bench_linear\.Inference\.\w+\('faulty_hang', '3x2x3', 'float32', 'cpu'\)$",
         rf"^bench_linear\.Inference\.\w+\('(?:{'|'.join(ASV_MORE_FAULTY)})', '3x2x3', 'float32', 'cpu'\)$",
         r"^bench_linear\.Environment\.",
+        # The compiled variants' compile cost: n/a in the quick sweep (no compile subset), cheap,
+        # and recorded so asv's summary page has a graph for every benchmark it lists.
+        r"^bench_linear\.CompileCost\.\w+\('compiled_f_linear', '1x8x8', 'float32', 'cpu', 'forward'\)$",
         # The roofline's ceilings, as the sweep measures them.
         r"^bench_linear\.(?:Ceilings\.\w+\('float32', 'cpu'\)|MemoryBandwidth\.\w+\('cpu'\))$",
     ]

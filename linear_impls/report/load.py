@@ -30,8 +30,8 @@ STATS = ["ci_a", "ci_b", "q25", "q75", "number", "repeat"]
 MEASUREMENT = ["file", "source", "machine", "env", "commit", "date", "benchmark", *CASE, "kind", "value",
                "status", *STATS]
 # A row per source file: an asv results file or a pytest-benchmark run.
-FILE = ["file", "source", "path", "machine", "env", "commit", "date", "python", "torch", "threads", "cpu",
-        "dirty", "branch", "params", "env_vars"]
+FILE = ["file", "source", "path", "machine", "env", "commit", "date", "python", "torch", "threads",
+        "compile_threads", "cpu", "dirty", "branch", "params", "env_vars"]
 
 # Fixed parameters of the suite's benchmarks (matched on "Class.method", any module).
 FIXED = {
@@ -59,8 +59,10 @@ KNOWN_PARAM_NAMES = {
 }
 _ASV_STATS = {"ci_99_a": "ci_a", "ci_99_b": "ci_b", "q_25": "q25", "q_75": "q75", "number": "number",
               "repeat": "repeat"}
-# The suite records the thread count it pinned as a benchmark of its own.
-THREADS_BENCHMARK = ".Environment.track_threads"
+# The suite records the thread counts it pinned as benchmarks of their own
+# (Environment.track_threads, Environment.track_inductor_compile_threads).
+ENVIRONMENT_BENCHMARKS = {".Environment.track_threads": "threads",
+                          ".Environment.track_inductor_compile_threads": "compile_threads"}
 # The roofline's ceilings (bench_linear.Ceilings): a row per file, dtype, device and kind.
 CEILING_KINDS = {"Ceilings.track_peak_gflops": "peak", "MemoryBandwidth.track_bandwidth_gbs": "bandwidth"}
 CEILING = ["file", "machine", "env", "commit", "dtype", "device", "kind", "value"]
@@ -191,7 +193,7 @@ def load_results(results_dir: Path, *, allow_empty: bool = False) -> Measurement
         row = {"file": file_id, "source": "asv", "path": rel, "machine": path.parent.name, "env": str(res.env_name),
                "commit": str(res.commit_hash), "date": _float(res.date), "python": str(res._python or ""),
                "torch": str(params.get("torch") or (res._requirements or {}).get("torch") or "unknown"),
-               "threads": "", "cpu": str(params.get("cpu", "")), "dirty": False, "branch": "",
+               "threads": "", "compile_threads": "", "cpu": str(params.get("cpu", "")), "dirty": False, "branch": "",
                "params": params, "env_vars": res.env_vars if isinstance(res.env_vars, dict) else {}}
         files.append(row)
         for b in results.iter_benchmarks(res):
@@ -204,10 +206,11 @@ def load_results(results_dir: Path, *, allow_empty: bool = False) -> Measurement
                                          "commit": row["commit"], "dtype": unrepr(dtype), "device": unrepr(device),
                                          "kind": CEILING_KINDS[short(b.name)], "value": float(value)})
                 continue
-            if b.name.endswith(THREADS_BENCHMARK):
+            column = next((c for suffix, c in ENVIRONMENT_BENCHMARKS.items() if b.name.endswith(suffix)), None)
+            if column is not None:
                 value = b.values[0] if b.values else None
                 if isinstance(value, (int, float)) and value == value:
-                    row["threads"] = str(int(value))
+                    row[column] = str(int(value))
                 continue
             frame = _benchmark_frame(b, meta)
             if isinstance(frame, str):
@@ -380,6 +383,7 @@ def _pb_run(path: Path, name: str, file_id: int, warnings: list[str]) -> tuple[d
         "python": str(machine.get("python_version") or ""),
         "torch": ", ".join(sorted(set(rows["torch"]) - {""})) or "unknown",
         "threads": ", ".join(sorted(set(rows["threads"]) - {""}, key=lambda t: (len(t), t))) or "unknown",
+        "compile_threads": "",
         "cpu": str(cpu or machine.get("processor") or ""), "dirty": commit.get("dirty") is True,
         "branch": str(commit.get("branch") or ""), "params": {}, "env_vars": {},
     }
