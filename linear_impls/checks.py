@@ -320,7 +320,8 @@ def run_check(impl: Impl, case: CheckCase, dtype: str, device: str, check: str, 
     check of their own (large) shapes skips them, while ``linbench check`` runs them.
     """
     result = CheckResult.of(impl.name, case, dtype, device, check, "pass")
-    limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(case.shape.input_shape))
+    limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(case.shape.input_shape)) \
+        or getattr(impl.factory, "unavailable", lambda device: None)(device)
     if limit:
         result.status, result.reason = "skip", limit
         return result

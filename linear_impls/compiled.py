@@ -60,6 +60,18 @@ def _allow_recompiles() -> None:
             setattr(config, knob, max(getattr(config, knob), RECOMPILE_LIMIT))
 
 
+def compiler_missing(device: str) -> str | None:
+    """Why inductor cannot compile here (None when it can): on the CPU it needs a C++ compiler."""
+    if device != "cpu":
+        return None
+    import shutil
+
+    cxx = os.environ.get("CXX") or "g++"
+    if shutil.which(cxx) is None:
+        return f"no C++ compiler ({cxx}) for inductor on the CPU: install g++ (make test and make bench do)"
+    return None
+
+
 def register_compiled(base: str, mode: str = "default") -> str:
     """Register the compiled variant of ``base`` (a registered name); returns its name."""
     if mode not in PREFIX:
@@ -79,6 +91,8 @@ def register_compiled(base: str, mode: str = "default") -> str:
 
     # The check cache keys on the sources of both modules: the base's and this one.
     factory.key_modules = (impl.factory.__module__, __name__)
+    # Checks and benchmarks skip (n/a, with this reason) where the variant cannot compile.
+    factory.unavailable = compiler_missing
     limits = impl.limits if mode == "default" else Limits(
         impl.limits.dtypes, ("cuda",), impl.limits.max_rank, impl.limits.workspace)
     how = "torch.compile" if mode == "default" else "torch.compile(mode='reduce-overhead'), outputs cloned"

@@ -251,7 +251,8 @@ def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: S
         return f"{dtype} not in the {sweep.name!r} sweep"
     if device not in available_devices():
         return f"device {device} not available on this machine"
-    limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(shape.input_shape))
+    limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(shape.input_shape)) \
+        or getattr(impl.factory, "unavailable", lambda device: None)(device)
     if limit:
         return f"{impl.name}: {limit}"
     itemsize = dtype_of(dtype).itemsize

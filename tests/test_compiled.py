@@ -106,3 +106,14 @@ def test_check_reports_graph_breaks_and_fails_a_wrong_compiled_output():
 def test_an_unknown_name_to_compile_is_one_line_exit_2():
     proc = run_linbench("check", "--compile", "no_such_impl")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no_such_impl" in proc.stderr
+
+
+def test_without_a_cpp_compiler_a_variant_is_na_with_the_reason(monkeypatch):
+    name = compiled.register_compiled("f_linear")
+    monkeypatch.setenv("CXX", "no-such-c++-compiler")
+    with pytest.raises(bench.CaseSkipped, match="no C.. compiler"):
+        bench.prepare(name, "1x8x8", "float32", "cpu", "forward", check=False, sweep_def=TINY)
+    from linear_impls import checks
+
+    res = checks.run_check(linear_impls.get(name), checks.CASES[1], "float32", "cpu", "forward")
+    assert res.status == "skip" and "no C++ compiler" in res.reason
