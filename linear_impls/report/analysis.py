@@ -286,6 +286,8 @@ def verdicts(rated: pd.DataFrame) -> pd.DataFrame:
     rows = []
     base = registry.baseline()
     for (file_id, device, dtype, mode), grp in rated.groupby(["file", "device", "dtype", "mode"], sort=False):
+        if (grp["status"] == "skipped").all():
+            continue  # nothing of this group was run on this machine: no row to show
         ok = grp[(grp["status"] == "ok") & np.isfinite(grp["speedup"].astype(float))]
         n_shapes = int(grp.loc[(grp["impl"] == base) & (grp["status"] == "ok"), "shape"].nunique())
         ranking = [(impl, _geomean(g["speedup"]), int(g["shape"].nunique())) for impl, g in ok.groupby("impl")]
