@@ -340,6 +340,11 @@ def _callgrind_dir():
     return _instructions.sidecar_dir(results)
 
 
+def _no_compiled_peak(impl):
+    if _compiled is not None and _compiled.is_compiled(impl):
+        raise NotImplementedError("a compiled variant's peak would be the compiler's")
+
+
 class HostMemory:
     """Peak resident memory of a process running one call on the CPU."""
 
@@ -349,8 +354,7 @@ class HostMemory:
     def setup(self, impl, shape, dtype, mode):
         if dtype not in sweep.current_sweep().memory_dtypes:
             raise NotImplementedError(f"{dtype}: memory is measured in {sweep.current_sweep().memory_dtypes}")
-        if _compiled is not None and _compiled.is_compiled(impl):
-            raise NotImplementedError("a compiled variant's peak would be the compiler's")
+        _no_compiled_peak(impl)
         # No check here: its float64 reference would dominate the peak.  The timed
         # benchmarks check the same cases.
         self.case = _prepare(impl, shape, dtype, "cpu", mode, check=False)
@@ -366,8 +370,7 @@ class DeviceMemory:
     param_names = ["impl", "shape", "dtype", "mode"]
 
     def setup(self, impl, shape, dtype, mode):
-        if _compiled is not None and _compiled.is_compiled(impl):
-            raise NotImplementedError("a compiled variant's peak would be the compiler's")
+        _no_compiled_peak(impl)
         self.case = _prepare(impl, shape, dtype, "cuda", mode, check=False)
 
     def track_peak_bytes(self, impl, shape, dtype, mode):

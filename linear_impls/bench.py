@@ -210,7 +210,10 @@ def compile_cost(variant: str, shape_id: str, dtype: str, device: str, mode: str
 
 # An implementation parameter that is not a compiled variant: those run on the sweep's
 # compile subset only, and anywhere else each would cost a process that does nothing.
-EAGER_IMPL = r"'(?!compiled_)[^']+'"
+# Every compiled prefix ("compiled_ro_" too) starts with the default mode's.
+_COMPILED_PREFIX = re.escape(compiled.PREFIX["default"])
+EAGER_IMPL = rf"'(?!{_COMPILED_PREFIX})[^']+'"
+COMPILED_IMPL = rf"'{_COMPILED_PREFIX}[^']+'"
 
 
 def param_alternatives(values) -> str:
@@ -240,7 +243,7 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> di
         rf"^bench_linear\.RelativeToTorch\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}, '[^']+'\)$"
     compile_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.compile_dtypes]
     if sweep_def.compile_shapes and compile_dtypes:
-        cases = f"'compiled_[^']+', {alt(sweep_def.compile_shapes)}, {alt(compile_dtypes)}, {alt(devices)}"
+        cases = f"{COMPILED_IMPL}, {alt(sweep_def.compile_shapes)}, {alt(compile_dtypes)}, {alt(devices)}"
         timed = "|".join(c for c, m in (("Inference", "forward"), ("Training", "forward_backward"))
                          if m in sweep_def.compile_modes)
         patterns["Compiled"] = (rf"^bench_linear\.(?:(?:{timed})\.\w+\({cases}\)"

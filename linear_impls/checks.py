@@ -321,7 +321,7 @@ def run_check(impl: Impl, case: CheckCase, dtype: str, device: str, check: str, 
     """
     result = CheckResult.of(impl.name, case, dtype, device, check, "pass")
     limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(case.shape.input_shape)) \
-        or getattr(impl.factory, "unavailable", lambda device: None)(device)
+        or impl.unavailable(device)
     if limit:
         result.status, result.reason = "skip", limit
         return result

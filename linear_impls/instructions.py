@@ -169,7 +169,7 @@ def case_key(impl: str, shape: str, dtype: str, mode: str) -> str:
 
 def skip_reason(impl, shape: sweep.Shape, dtype: str, mode: str, sweep_def: sweep.Sweep) -> str | None:
     """Why a CPU case gets no instruction count (None when it does)."""
-    if impl.name.startswith(tuple(compiled.PREFIX.values())):
+    if compiled.is_compiled(impl.name):
         return "not counted: compiling runs a C++ compiler, minutes under valgrind (its time and ratio are measured)"
     if dtype not in sweep_def.instruction_dtypes:
         return f"instructions are counted in {', '.join(sweep_def.instruction_dtypes) or 'no dtype'} " \

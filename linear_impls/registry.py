@@ -87,6 +87,13 @@ class Impl:
     source: str = "builtin"  # "builtin", or the plugin module / entry point that added it
     baseline: bool = False  # the one every speedup is measured against
 
+    def unavailable(self, device: str) -> str | None:
+        """Why this implementation cannot run on ``device`` here (None when it can): what its
+        factory's ``unavailable(device)`` says, if it has one (a compiled variant without a
+        C++ compiler).  Unlike ``limits``, a fact of this machine, not a declaration."""
+        check = getattr(self.factory, "unavailable", None)
+        return check(device) if check is not None else None
+
     def build(self, weight: torch.Tensor, bias: torch.Tensor | None) -> Forward:
         forward = self.factory(weight, bias)
         if not callable(forward):

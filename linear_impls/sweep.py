@@ -150,6 +150,10 @@ class Sweep:
     compile_dtypes: tuple[str, ...] = ("float32",)
     compile_modes: tuple[str, ...] = ("forward",)
 
+    def in_compile_subset(self, shape_id: str, dtype: str, mode: str) -> bool:
+        """Whether a compiled variant runs this case in this sweep."""
+        return shape_id in self.compile_shapes and dtype in self.compile_dtypes and mode in self.compile_modes
+
 
 SWEEPS = {
     "quick": Sweep("quick", QUICK_SHAPES, ("float32",), 0.01, memory_dtypes=()),
@@ -242,8 +246,7 @@ def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: S
         return f"not in the {sweep.name!r} sweep"
     from .compiled import is_compiled
 
-    if is_compiled(impl.name) and (shape.id not in sweep.compile_shapes or dtype not in sweep.compile_dtypes
-                                   or mode not in sweep.compile_modes):
+    if is_compiled(impl.name) and not sweep.in_compile_subset(shape.id, dtype, mode):
         return (f"compiled variants run on the {sweep.name!r} sweep's compile subset only: "
                 f"{', '.join(sweep.compile_shapes) or 'none'}; {', '.join(sweep.compile_dtypes)}; "
                 f"{', '.join(sweep.compile_modes)}")
@@ -252,7 +255,7 @@ def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: S
     if device not in available_devices():
         return f"device {device} not available on this machine"
     limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(shape.input_shape)) \
-        or getattr(impl.factory, "unavailable", lambda device: None)(device)
+        or impl.unavailable(device)
     if limit:
         return f"{impl.name}: {limit}"
     itemsize = dtype_of(dtype).itemsize

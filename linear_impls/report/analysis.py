@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from .. import compiled, registry, sweep
+from .. import compiled, history, registry, sweep
 from ..verdict import classify
 from .load import CASE, FIXED
 
@@ -23,6 +23,8 @@ RUN_FACTOR = 1.10
 # within this factor of each other.
 SQUARISH = 4.0
 BENCH_CASE = ["benchmark", *CASE]
+# One timed case of one file, across implementations: what a speedup compares within.
+RATE_GROUP = ["file", "benchmark", "shape", "dtype", "device", "mode"]
 
 
 def order(values: Iterable[str], preferred: Iterable[str]) -> list[str]:
@@ -74,11 +76,10 @@ def rates(frame: pd.DataFrame) -> pd.DataFrame:
     t["flops"] = [flops_of.get(k, np.nan) for k in zip(t["shape"], t["mode"], strict=True)]
     ok = t["status"] == "ok"
     t["gflops"] = np.where(ok, t["flops"] / t["value"] / 1e9, np.nan)
-    group = ["file", "benchmark", "shape", "dtype", "device", "mode"]
-    base = t.loc[ok & (t["impl"] == registry.baseline()), group + ["value"]].rename(columns={"value": "base"})
-    t = t.merge(base, on=group, how="left")
+    base = t.loc[ok & (t["impl"] == registry.baseline()), [*RATE_GROUP, "value"]].rename(columns={"value": "base"})
+    t = t.merge(base, on=RATE_GROUP, how="left")
     t["speedup"] = t["base"] / t["value"]
-    t["best"] = ok.to_numpy() & (t["value"] == t.groupby(group)["value"].transform("min"))
+    t["best"] = ok.to_numpy() & (t["value"] == t.groupby(RATE_GROUP)["value"].transform("min"))
     with np.errstate(invalid="ignore", divide="ignore"):
         t["iqr_rel"] = (t["q75"] - t["q25"]) / t["value"]
     t["noisy"] = t["iqr_rel"] > NOISY_IQR
@@ -95,8 +96,7 @@ def expected_skip(impl: str, shape: sweep.Shape | None, dtype: str, device: str,
     default = sweep.SWEEPS["default"]
     variant = compiled.base_of(impl)
     if variant is not None:
-        if (shape.id not in default.compile_shapes or dtype not in default.compile_dtypes
-                or mode not in default.compile_modes):
+        if not default.in_compile_subset(shape.id, dtype, mode):
             return "compiled variants run on the default sweep's compile subset only"
         impl = variant[0]  # otherwise the base implementation's limits apply
     workspace = 0
@@ -313,8 +313,6 @@ def since_previous(frame: pd.DataFrame, files: pd.DataFrame, changes: pd.DataFra
     Columns: machine, env, previous, latest (commits), slower, faster, unchanged (cases
     measured in a deciding metric at both commits whose step, if any, is not at the latest).
     """
-    from .. import history
-
     out = []
     for (machine, env), fl in files.groupby(["machine", "env"], sort=True):
         fl = history.ordered_commits(fl, order)
@@ -334,14 +332,15 @@ def since_previous(frame: pd.DataFrame, files: pd.DataFrame, changes: pd.DataFra
 
 def within_noise(rated: pd.DataFrame) -> pd.Series:
     """Whether each timed case's interval overlaps its baseline's: asv's 99% confidence
-    interval where recorded, else the interquartile range."""
+    interval where recorded, else the interquartile range.  Never for the baseline's own
+    cases: they are what the others are compared with."""
     lo = rated["ci_a"].where(rated["ci_a"].notna() & rated["ci_b"].notna(), rated["q25"])
     hi = rated["ci_b"].where(rated["ci_a"].notna() & rated["ci_b"].notna(), rated["q75"])
-    group = ["file", "benchmark", "shape", "dtype", "device", "mode"]
-    base = rated.assign(_lo=lo, _hi=hi).loc[rated["impl"] == registry.baseline(), [*group, "_lo", "_hi"]]
-    m = rated[group].merge(base, on=group, how="left")
+    is_base = (rated["impl"] == registry.baseline()).to_numpy()
+    base = rated.assign(_lo=lo, _hi=hi).loc[is_base, [*RATE_GROUP, "_lo", "_hi"]]
+    m = rated[RATE_GROUP].merge(base, on=RATE_GROUP, how="left")
     overlap = (lo.to_numpy() <= m["_hi"].to_numpy()) & (m["_lo"].to_numpy() <= hi.to_numpy())
-    return pd.Series(overlap, index=rated.index)
+    return pd.Series(overlap & ~is_base, index=rated.index)
 
 
 def check_counts(checks: pd.DataFrame | None, failed: pd.DataFrame, impls: Iterable[str]) -> pd.DataFrame:

@@ -46,6 +46,8 @@ FIXED = {
     "CompileCost.track_graphs": {"kind": "graphs"},
     "CompileCost.track_graph_breaks": {"kind": "graph_breaks"},
 }
+# The unit each kind of measurement is written in (units.fmt).
+UNIT_OF = {"time": "seconds", "ratio": "ratio", "instructions": "instructions", "memory": "bytes"}
 # Parameter names of the suite's benchmarks, for a results folder without benchmarks.json.
 KNOWN_PARAM_NAMES = {
     "Inference.time_forward": ["impl", "shape", "dtype", "device"],

@@ -19,6 +19,7 @@ import pandas as pd
 
 from .. import history
 from ..units import fmt
+from .load import UNIT_OF
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
@@ -128,10 +129,6 @@ def roofline(points: pd.DataFrame, peak: float, bandwidth: float | None, title: 
     return chart
 
 
-# Per metric: how its values are written on the axis.
-_TICK_UNIT = {"time": "seconds", "instructions": "instructions", "ratio": "ratio"}
-
-
 def history_chart(series: dict[str, pd.DataFrame], change: pd.Series) -> Chart:
     """The case over commits, a panel per metric: the changed metric in red, the step dashed,
     wall time with its run-to-run band."""
@@ -152,7 +149,7 @@ def history_chart(series: dict[str, pd.DataFrame], change: pd.Series) -> Chart:
             lo, hi = min(lo, mid * (1 - history.WALL_TIME_NOISE)), max(hi, mid * (1 + history.WALL_TIME_NOISE))
         pad = (hi - lo) * 0.1 or abs(hi) * 0.05 or 1.0
         y = Axis(lo - pad, hi + pad, 135, 22)
-        unit = _TICK_UNIT.get(metric.kind, "")
+        unit = UNIT_OF.get(metric.kind, "")
         _frame_panel(chart, x, y, metric.label, unit)
         if band:
             top, bottom = y(mid * (1 + history.WALL_TIME_NOISE)), y(mid * (1 - history.WALL_TIME_NOISE))

@@ -22,10 +22,8 @@ from .. import checks as checks_mod
 from .. import history, instructions, registry, sweep
 from ..units import fmt, fmt_date
 from . import analysis, plots
-from .load import short
+from .load import UNIT_OF, short
 
-# The unit each kind of measurement is written in (units.fmt).
-UNIT_OF = {"time": "seconds", "ratio": "ratio", "instructions": "instructions", "memory": "bytes"}
 # Changed cases drawn as charts (the table lists them all).
 MAX_HISTORY_CHARTS = 12
 MAX_HISTORY_ROWS = 200
@@ -99,11 +97,11 @@ def _perf_cell(r, miss) -> dict:
         tip = f"IQR {r.iqr_rel:.0%} of median" if math.isfinite(r.iqr_rel) else "no quartiles"
         if math.isfinite(r.number) and math.isfinite(r.repeat):
             tip += f"; {int(r.repeat)} samples of {int(r.number)} calls"
-        if r.within_noise and r.impl != registry.baseline():
+        if r.within_noise:
             tip += f"; its interval overlaps {registry.baseline()}'s: within noise"
         return {"state": "ok", "best": bool(r.best), "noisy": bool(r.noisy), "tip": tip, "value": r.value,
                 "gflops": r.gflops, "speedup": r.speedup, "colour": speedup_colour(r.speedup),
-                "same": bool(r.within_noise) and r.impl != registry.baseline()}
+                "same": bool(r.within_noise)}
     if r is not None and r.status == "failed":
         return {"state": "failed"}
     if miss is not None and not miss[1]:
