@@ -54,6 +54,14 @@ except ImportError:
 import linear_impls  # noqa: E402
 from linear_impls import bench, sweep  # noqa: E402
 
+# A plugin named but not importable here would otherwise vanish from every run in silence:
+# fail asv's discovery instead, with the line linbench run and the gate look for.
+# (The prefix is not spelled here: asv's traceback quotes this line beside the message.)
+if linear_impls.PLUGIN_ERRORS:
+    from linear_impls.plugins import ERROR_PREFIX as _PREFIX  # noqa: E402
+
+    raise ImportError("; ".join(f"{_PREFIX} {e.removeprefix('plugin ')}" for e in linear_impls.PLUGIN_ERRORS))
+
 try:
     from linear_impls import compiled as _compiled  # noqa: E402
 except ImportError:  # a commit older than compiled variants

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import bench, instructions, results, sweep
+from . import bench, instructions, plugins, results, sweep
 
 
 def machine_name(asv_args: list[str]) -> str:
@@ -150,11 +150,11 @@ class Chunk:
     patterns: tuple[str, ...]
 
 
-def chunks(sweep_def: sweep.Sweep, dtypes: list[str], skip: set[str]) -> list[Chunk]:
+def chunks(sweep_def: sweep.Sweep, dtypes: list[str], skip: set[str], impls: list[str] | None = None) -> list[Chunk]:
     """The asv invocations of a sweep, in order: per dtype, one per group of benchmarks that has cases."""
     out = []
     for dtype in dtypes:
-        patterns = bench.asv_patterns(dataclasses.replace(sweep_def, dtypes=(dtype,)))
+        patterns = bench.asv_patterns(dataclasses.replace(sweep_def, dtypes=(dtype,)), impls=impls)
         for label, families in CHUNK_GROUPS:
             mine = [patterns[f] for f in families if f in patterns]
             if mine:
@@ -237,11 +237,25 @@ def uncounted_select(skip: set[str]) -> str | None:
     return "^(?!(?:" + "|".join(re.escape(n) for n in counted) + ")$)" if counted else None
 
 
+def without_bench(asv_args: list[str]) -> list[str]:
+    """``asv_args`` less any ``-b``/``--bench`` selection (asv's discovery takes none)."""
+    out, skip_next = [], False
+    for arg in asv_args:
+        if skip_next:
+            skip_next = False
+        elif arg in ("-b", "--bench"):
+            skip_next = True
+        elif not (arg.startswith("--bench=") or (arg.startswith("-b") and len(arg) > 2)):
+            out.append(arg)
+    return out
+
+
 NOTHING_NEW = 3  # linbench run's exit status when it recorded nothing (see cli.cmd_run)
 
 
 def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Target, resume: bool = False,
-              dtypes: list[str] | None = None, commit: str = "HEAD", commits: list[str] | None = None) -> int:
+              dtypes: list[str] | None = None, commit: str = "HEAD", commits: list[str] | None = None,
+              impls: list[str] | None = None) -> int:
     """Run the sweep (or some of its dtypes) on one commit, or on ``commits`` (full hashes) in one
     asv run with their rounds interleaved; returns asv's worst exit status, or NOTHING_NEW
     (having said why) when the results of ``target`` hold nothing they did not hold before."""
@@ -264,9 +278,17 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Targe
     # cannot say its machine to a benchmark, keeps them in one folder for all machines).
     env.setdefault(instructions.SIDECAR_ENV, str(instructions.sidecar_dir(results_dir / target.machine)))
     select = uncounted_select(skip)
+    if impls is not None:  # valgrind counts only the chosen implementations (setup_cache cannot see -b)
+        # Both lookaheads at the start: the chosen implementations, then the uncounted ones.
+        select = rf"^(?=.*\({bench.param_alternatives(impls)}, )" + (select or "").lstrip("^")
     if select and not env.get(instructions.SELECT_ENV):
         env[instructions.SELECT_ENV] = select
-    todo = chunks(sweep_def, chosen, skip)
+    # The plugins this process loaded, in asv's environments too; then asv's discovery there
+    # (on the newest commit: an older one may predate a plugin's support), before any timing.
+    env.update(plugins.environment(root))
+    print("linbench: discovering the benchmarks in asv's environment", flush=True)
+    plugins.discover(root, asv, ["run", f"{commits[-1]}^!", *without_bench(asv_args)], env, results_dir)
+    todo = chunks(sweep_def, chosen, skip, impls)
     print(f"linbench: {sweep_name} sweep on {len(commits)} commit{'s' if len(commits) > 1 else ''}, "
           f"recorded under {target.describe()}, in {len(todo)} asv runs"
           + (f" (resuming: {len(skip)} cases already recorded there)" if skip else ""), flush=True)

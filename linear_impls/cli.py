@@ -29,10 +29,10 @@ def _warn(msg: str) -> None:
     print(f"linbench: warning: {msg}", file=sys.stderr)
 
 
-def _plugin_errors() -> list[str]:
+def _plugin_errors(consequence: str = "built-ins still available") -> list[str]:
     errors = registry.load_plugins()
     for e in errors:
-        print(f"linbench: error: {e} (built-ins still available)", file=sys.stderr)
+        print(f"linbench: error: {e} ({consequence})", file=sys.stderr)
     return errors
 
 
@@ -239,7 +239,7 @@ def cmd_sweep(args) -> int:
 def cmd_run(args) -> int:
     from pathlib import Path
 
-    from . import asvrun
+    from . import asvrun, plugins
 
     root = Path(args.root).resolve()
     if not (root / "asv.conf.json").is_file():
@@ -249,6 +249,7 @@ def cmd_run(args) -> int:
         raise UsageError(f"the {args.sweep!r} sweep has no {', '.join(dtypes)} cases; "
                          f"it runs {', '.join(sweep.SWEEPS[args.sweep].dtypes)}")
     asv_args = args.asv_args[1:] if args.asv_args[:1] == ["--"] else args.asv_args
+    impls = [i.name for i in _select(args.impl)] if args.impl else None
     try:
         asvrun.resolve_commit(root, args.commit)
     except ValueError as exc:
@@ -269,8 +270,11 @@ def cmd_run(args) -> int:
                   f"{target.describe()}")
             return asvrun.NOTHING_NEW
         print(f"linbench: {len(commits)} new commits: {', '.join(c[:8] for c in commits)}", flush=True)
-    code = asvrun.run_sweep(args.sweep, asv_args, root=root, target=target, resume=args.resume, dtypes=dtypes,
-                            commit=args.commit, commits=commits)
+    try:
+        code = asvrun.run_sweep(args.sweep, asv_args, root=root, target=target, resume=args.resume,
+                                dtypes=dtypes, commit=args.commit, commits=commits, impls=impls)
+    except plugins.PluginError as exc:
+        raise UsageError(str(exc)) from None
     # asv's 2 (a benchmark failed) is linbench's 1 (a case failed); 2 means bad input here.
     return 0 if code == 0 else (1 if code == 2 else code)
 
@@ -395,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip cases the commit's results already hold on this asv machine, in every environment")
     p.add_argument("--dtype", action="append", metavar="DTYPE", help="only these of the sweep's dtypes")
     p.add_argument("--commit", default="HEAD", help="the commit to benchmark (default HEAD)")
+    p.add_argument("--impl", action="append", metavar="PATTERN",
+                   help="only these implementations (names or globs, repeatable; default every one)")
     p.add_argument("--new", type=int, metavar="N", nargs="?", const=10,
                    help="instead: HEAD's ancestors that have no results yet on this asv machine and "
                         "environments, the newest N (default 10); HEAD alone when there are none")
@@ -467,7 +473,14 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv[1:] if worker else argv)
         # The gate loads plugins in each commit's own checkout and asv environment, where a
         # plugin versioned in linbench_plugins/ may exist at one commit and not the other.
-        plugin_errors = [] if args.command in (WORKER_COMMAND, "gate") else _plugin_errors()
+        if args.command in (WORKER_COMMAND, "gate"):
+            plugin_errors = []
+        elif args.command == "run":  # a plugin that does not load stops the run before anything is timed
+            if _plugin_errors("nothing was run: a sweep without it would leave it out in silence"):
+                return 2
+            plugin_errors = []
+        else:
+            plugin_errors = _plugin_errors()
         code = args.func(args)
         return 2 if plugin_errors and code == 0 else code
     except UsageError as exc:

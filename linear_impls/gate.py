@@ -59,7 +59,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import asvrun, bench, instructions, results, sweep
+from . import asvrun, bench, instructions, plugins, results, sweep
 from .units import fmt
 from .verdict import classify
 
@@ -305,7 +305,7 @@ def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str]
     for p in patterns:
         cmd += ["-b", p]
     # asv drops PYTHONPATH, which is right here: a checkout on it would shadow the commit's
-    # installed linear_impls.  Plugins from elsewhere come in through ASV_PYTHONPATH.
+    # installed linear_impls.  Plugins from elsewhere come in through $LINBENCH_PLUGIN_PATH (plugins.py).
     env = dict(os.environ, LINBENCH_SWEEP=sweep_name, PYTHONUNBUFFERED="1")  # progress as it happens
     # 0.25 s of ratio blocks per case and round, as measured by benchmarks/gate_trials.py
     # (a history takes less: it does not test significance).
@@ -313,7 +313,12 @@ def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str]
     env[instructions.SIDECAR_ENV] = str(callgrind_dir(workdir))
     if user_regex:  # valgrind counts only the cases --bench selects (setup_cache cannot see -b)
         env[instructions.SELECT_ENV] = user_regex
+    try:
+        env.update(plugins.environment(root, log))
+    except plugins.PluginError as exc:
+        raise GateError(str(exc)) from None
     code = 0
+    plugin_failure = None
     with open(workdir / "asv.log", "w") as out:
         for r in range(1, rounds + 1):
             log(f"linbench gate: round {r}/{rounds}")
@@ -323,9 +328,12 @@ def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str]
             for line in proc.stdout:
                 out.write(line)
                 log(line.rstrip("\n"))
+                plugin_failure = plugin_failure or plugins.plugin_error_line(line)
             code = proc.wait()
             if code < 0 or code in (130, 143):
                 raise KeyboardInterrupt
+            if plugin_failure:
+                raise GateError(f"{plugin_failure} (inside asv's environment)")
     found = {res.commit_hash: res for res in results.iter_files(workdir / "results")}
     for which, commit in (("BASE", base), ("HEAD", head)):
         if commit not in found:
@@ -412,6 +420,9 @@ def run_gate(root: Path, base_rev: str, head_rev: str, *, sweep_name: str = "qui
         head = asvrun.resolve_commit(root, head_rev)
     except ValueError as exc:
         raise GateError(str(exc)) from None
+    broken_plugins = plugins.outside_errors()
+    if broken_plugins:
+        raise GateError("; ".join(broken_plugins))
     patterns = bench_patterns(sweep.SWEEPS[sweep_name], user_regex)
     counted = bench_patterns(sweep.SWEEPS[sweep_name], user_regex, counted=True)
     workdir = root / ".asv" / "gate"

@@ -77,7 +77,7 @@ PINNED_ENV = {
 # (0.15% on a small case for a 500-byte variable, 1.2% seen between two sweeps run
 # by asv).  What the worker needs: finding Python, linbench and plugins, and a home.
 INHERITED_ENV = ("PATH", "HOME", "PYTHONPATH", "LD_LIBRARY_PATH", "TMPDIR", "LINEAR_IMPLS_PLUGINS",
-                 "LINBENCH_SWEEP", "LINBENCH_THREADS", "LINBENCH_CHECK_CACHE")
+                 "LINBENCH_PLUGIN_PATH", "LINBENCH_SWEEP", "LINBENCH_THREADS", "LINBENCH_CHECK_CACHE")
 
 
 def worker_env(base: dict[str, str]) -> dict[str, str]:

@@ -29,6 +29,10 @@ Factory = Callable[[torch.Tensor, "torch.Tensor | None"], Forward]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PLUGIN_ENV = "LINEAR_IMPLS_PLUGINS"
+# Folders searched for plugins, after every installed package (os.pathsep-separated).  A
+# variable of linbench's own because asv's virtualenvs drop PYTHONPATH, and its benchmark
+# shim then removes ASV_PYTHONPATH's entries from sys.path too (linear_impls/plugins.py).
+PLUGIN_PATH_ENV = "LINBENCH_PLUGIN_PATH"
 ENTRY_POINT_GROUP = "linear_impls"
 
 
@@ -256,15 +260,24 @@ def select(patterns: Iterable[str] | None) -> list[Impl]:
 # --- plugins -------------------------------------------------------------------------
 
 PLUGIN_ERRORS: list[str] = []
+# What each plugin that loaded came from: (module name, the distribution of an entry point
+# or None), for linear_impls.plugins to bring the same plugins into asv's environments.
+LOADED_PLUGINS: list[tuple[str, object]] = []
 _plugins_loaded = False
 
 
-def _import_plugin(label: str, load: Callable[[], object]) -> None:
+def plugin_path() -> list[str]:
+    """``$LINBENCH_PLUGIN_PATH``'s folders, absolute (asv runs benchmarks in other folders)."""
+    return [os.path.abspath(p) for p in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if p.strip()]
+
+
+def _import_plugin(label: str, module: str, load: Callable[[], object], dist: object = None) -> None:
     global _current_source
     before = set(_REGISTRY)
     _current_source = label
     try:
         load()
+        LOADED_PLUGINS.append((module, dist))
     except BaseException as exc:  # a plugin must never take the built-ins down
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -288,18 +301,24 @@ def load_plugins() -> list[str]:
     _plugins_loaded = True
     from importlib.metadata import entry_points
 
+    # Appended, not prepended: a folder there never shadows the installed linear_impls or
+    # torch, and packages installed into it (``pip install --target``) add entry points.
+    for folder in plugin_path():
+        if folder not in sys.path:
+            sys.path.append(folder)
+
     try:
         eps = list(entry_points(group=ENTRY_POINT_GROUP))
     except Exception as exc:  # broken metadata of some unrelated distribution
         PLUGIN_ERRORS.append(f"entry points {ENTRY_POINT_GROUP!r}: {exc}")
         eps = []
     for ep in eps:
-        _import_plugin(f"entry point {ep.name} ({ep.value})", ep.load)
+        _import_plugin(f"entry point {ep.name} ({ep.value})", ep.module, ep.load, getattr(ep, "dist", None))
     for module in os.environ.get(PLUGIN_ENV, "").split(","):
         module = module.strip()
         if not module:
             continue
         if module in sys.modules:  # imported (and so registered) before us
             continue
-        _import_plugin(module, lambda m=module: importlib.import_module(m))
+        _import_plugin(module, module, lambda m=module: importlib.import_module(m))
     return list(PLUGIN_ERRORS)
