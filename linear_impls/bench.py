@@ -221,7 +221,8 @@ def param_alternatives(values) -> str:
     return "(?:" + "|".join(re.escape(repr(v)) for v in values) + ")"
 
 
-def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> dict[str, str]:
+def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
+                 impls: list[str] | None = None) -> dict[str, str]:
     """``asv run -b`` patterns selecting a sweep's cases, per benchmark family, so others do not
     even start a process: ``{"Environment", "Timed" (Inference and Training),
     "RelativeToTorch", "Instructions", "HostMemory", "DeviceMemory", "Ceilings",
@@ -229,12 +230,19 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> di
     present where the sweep has such cases.
 
     asv matches them against ``name(param0, param1, ...)`` with each param's repr.
+    ``impls``: only these implementations (the ceilings, which have none, stay).
     """
     devices = devices or sweep.available_devices()
     alt = param_alternatives
     shapes, dtypes = alt(sweep_def.shapes), alt(sweep_def.dtypes)
     mem_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.memory_dtypes]
-    eager = EAGER_IMPL
+    eager, compiled_impl = EAGER_IMPL, COMPILED_IMPL
+    if impls is not None:
+        is_compiled = re.compile(COMPILED_IMPL).fullmatch
+        # (?!) matches nothing: a family none of the chosen implementations belongs to.
+        eager = alt([i for i in impls if not is_compiled(repr(i))]) if impls else "(?!)"
+        chosen_compiled = [i for i in impls if is_compiled(repr(i))]
+        compiled_impl = alt(chosen_compiled) if chosen_compiled else "(?!)"
     patterns = {"Environment": r"^bench_linear\.Environment\.",
                 "Timed": rf"^bench_linear\.(?:Inference|Training)\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}\)$"}
     # The metrics a history can trust on a shared machine: the interleaved ratio to
@@ -243,7 +251,7 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> di
         rf"^bench_linear\.RelativeToTorch\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}, '[^']+'\)$"
     compile_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.compile_dtypes]
     if sweep_def.compile_shapes and compile_dtypes:
-        cases = f"{COMPILED_IMPL}, {alt(sweep_def.compile_shapes)}, {alt(compile_dtypes)}, {alt(devices)}"
+        cases = f"{compiled_impl}, {alt(sweep_def.compile_shapes)}, {alt(compile_dtypes)}, {alt(devices)}"
         timed = "|".join(c for c, m in (("Inference", "forward"), ("Training", "forward_backward"))
                          if m in sweep_def.compile_modes)
         patterns["Compiled"] = (rf"^bench_linear\.(?:(?:{timed})\.\w+\({cases}\)"

@@ -72,7 +72,7 @@ def run_asv(config: Path, *args, timeout: float = 900, plugins: str | None = Non
     env = {**os.environ, "LINBENCH_SWEEP": "quick", "LINBENCH_THREADS": "2", **(env_extra or {})}
     if plugins:
         env["LINEAR_IMPLS_PLUGINS"] = plugins
-        env["ASV_PYTHONPATH"] = str(PLUGIN_DIR)  # asv drops PYTHONPATH; this is its way in
+        env["LINBENCH_PLUGIN_PATH"] = str(PLUGIN_DIR)  # asv drops PYTHONPATH; this is its way in
     return subprocess.run([asv, "--config", str(config), *args], capture_output=True, text=True, env=env,
                           timeout=timeout, cwd=str(ROOT), stdin=subprocess.DEVNULL)
 
