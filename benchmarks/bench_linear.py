@@ -204,47 +204,90 @@ class RelativeToTorch:
     seconds_per_case = float(os.environ.get("LINBENCH_RATIO_SECONDS", "0.1"))
 
     def setup(self, impl, shape, dtype, device, mode):
-        cores = sweep.thread_count()
         torch.set_num_threads(self.threads)  # this case's own process (asv forks one per case)
         self.step = _prepare(impl, shape, dtype, device, mode).step
         self.reference = _torch_linear_step(shape, dtype, device, mode)
-        # The estimate assumes every core; on fewer threads a CPU call takes longer.
-        est = sweep.estimated_seconds(sweep.parse_shape(shape), dtype, device, mode)
-        if device == "cpu":
-            est *= max(1, cores // self.threads)
-        per_block = max(self.block_seconds, est)
-        self.n_blocks = max(self.min_blocks, min(self.blocks, int(self.seconds_per_case / (2 * per_block))))
+        self.n_blocks = _n_blocks(shape, dtype, device, mode, self.threads, self.seconds_per_case,
+                                  self.block_seconds, self.min_blocks, self.blocks)
 
     def track_ratio(self, impl, shape, dtype, device, mode):
-        step, ref = self.step, self.reference
-        clock = bench.sync_clock
-
-        def block(fn, n):
-            t0 = clock()
-            for _ in range(n):
-                fn()
-            return clock() - t0
-
-        # Calls per block: enough that the slower of the two fills block_seconds.
-        n, t0 = 0, clock()
-        while clock() - t0 < 0.03:  # warm-up, and a first estimate of the per-call time
-            step()
-            ref()
-            n += 1
-        n = max(1, int(self.block_seconds / ((clock() - t0) / n)))
-        ratios = []
-        for _ in range(self.n_blocks):
-            # Alternate which goes first, so neither always finds the caches as the other left them.
-            if len(ratios) % 2:
-                r = block(ref, n)
-                s = block(step, n)
-            else:
-                s = block(step, n)
-                r = block(ref, n)
-            ratios.append(s / r)
-        return {"samples": ratios, "number": 1}
+        return {"samples": _block_ratios(self.step, self.reference, self.n_blocks, self.block_seconds), "number": 1}
 
     track_ratio.unit = "ratio"
+
+
+def _block_ratios(step, ref, n_blocks: int, block_seconds: float) -> list[float]:
+    """``n_blocks`` ratios of ``step``'s time over ``ref``'s, each over alternating blocks of calls."""
+    clock = bench.sync_clock
+
+    def block(fn, n):
+        t0 = clock()
+        for _ in range(n):
+            fn()
+        return clock() - t0
+
+    # Calls per block: enough that the slower of the two fills block_seconds.
+    n, t0 = 0, clock()
+    while clock() - t0 < 0.03:  # warm-up, and a first estimate of the per-call time
+        step()
+        ref()
+        n += 1
+    n = max(1, int(block_seconds / ((clock() - t0) / n)))
+    ratios = []
+    for _ in range(n_blocks):
+        # Alternate which goes first, so neither always finds the caches as the other left them.
+        if len(ratios) % 2:
+            r = block(ref, n)
+            s = block(step, n)
+        else:
+            s = block(step, n)
+            r = block(ref, n)
+        ratios.append(s / r)
+    return ratios
+
+
+def _n_blocks(shape, dtype, device, mode, threads, seconds, block_seconds, lo, hi) -> int:
+    # From the case's estimated time, never the measured one (which differs between
+    # rounds): a fixed count per case tells one process's samples from the next one's.
+    est = sweep.estimated_seconds(sweep.parse_shape(shape), dtype, device, mode)
+    if device == "cpu":  # the estimate assumes every core; on fewer threads a CPU call takes longer
+        est *= max(1, sweep.thread_count() // threads)
+    return max(lo, min(hi, int(seconds / (2 * max(block_seconds, est)))))
+
+
+class Speedup:
+    """The first screen's answer: the baseline's time per call over this implementation's.
+
+    Both run in the same process, in alternating blocks of calls (as RelativeToTorch
+    against F.linear), so a slow spell of a shared machine slows both alike, and at the
+    matrix's thread count, which is what a user runs.  Wall times of separate processes
+    cannot give this: here they put addmm at 1.86x nn_linear on the very same GEMM.
+    ``bench.SPEEDUP_PROCESSES`` processes per case (asv rounds), each returning
+    ``bench.SPEEDUP_BLOCKS`` block ratios as samples, so the page's interval spans the
+    spread between processes and not only within one (``report.load.process_spread``).
+    The baseline's own row is the null control: the baseline against a second instance
+    of itself, timed the same way; its spread is the case's measured noise floor, and it
+    widens every other interval of that case.  Above 1: faster than the baseline.
+    """
+
+    params = [IMPLS, SHAPES, DTYPES, DEVICES, MODES]
+    param_names = ["impl", "shape", "dtype", "device", "mode"]
+    # asv gives a track benchmark one round: linbench run asks for SPEEDUP_PROCESSES
+    # (``-a rounds=N``); plain asv gets one process, and the page an interval within it.
+    # A block of at least 2 ms, longer when a case's call is longer than that.
+    block_seconds = 2e-3
+
+    def setup(self, impl, shape, dtype, device, mode):
+        self.step = _prepare(impl, shape, dtype, device, mode).step
+        base = linear_impls.get(linear_impls.baseline())
+        # A step of its own, on inputs of its own: for the baseline's row, a second instance.
+        self.base_step = bench.build_step(base, sweep.parse_shape(shape), dtype, device, mode, seed=1)
+
+    def track_speedup(self, impl, shape, dtype, device, mode):
+        ratios = _block_ratios(self.base_step, self.step, bench.SPEEDUP_BLOCKS, self.block_seconds)
+        return {"samples": ratios, "number": 1}
+
+    track_speedup.unit = "speedup"
 
 
 def _torch_linear_step(shape_id, dtype, device, mode):

@@ -137,6 +137,8 @@ def existing_cases(results_dir: Path, commit: str, target: Target) -> set[str]:
 CHUNK_GROUPS = (
     ("instruction counts", ("Instructions",)),
     ("ratio to F.linear", ("RelativeToTorch",)),
+    # The first screen's speedups, in several processes per case (asv's rounds).
+    ("speedup over the baseline", ("Speedup",)),
     ("wall time, memory and ceilings", ("Timed", "HostMemory", "DeviceMemory", "Ceilings")),
     # Compiling takes seconds per case: a chunk of its own, lost alone if killed.
     ("compiled variants", ("Compiled",)),
@@ -148,6 +150,7 @@ class Chunk:
     dtype: str
     label: str
     patterns: tuple[str, ...]
+    asv_args: tuple[str, ...] = ()
 
 
 def chunks(sweep_def: sweep.Sweep, dtypes: list[str], skip: set[str], impls: list[str] | None = None) -> list[Chunk]:
@@ -159,7 +162,8 @@ def chunks(sweep_def: sweep.Sweep, dtypes: list[str], skip: set[str], impls: lis
             mine = [patterns[f] for f in families if f in patterns]
             if mine:
                 # The environment's bookkeeping benchmark rides along, as in any asv run.
-                out.append(Chunk(dtype, label, tuple(_excluding([patterns["Environment"], *mine], skip))))
+                extra = ("-a", f"rounds={bench.SPEEDUP_PROCESSES}") if families == ("Speedup",) else ()
+                out.append(Chunk(dtype, label, tuple(_excluding([patterns["Environment"], *mine], skip)), extra))
     return out
 
 
@@ -299,7 +303,8 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Targe
         # Interleaved rounds: round 2 of every case runs after round 1 of all of them,
         # so a burst from a neighbour on this shared machine hits one round of a case,
         # not both.
-        cmd = [asv, "run", spec, "--interleave-rounds", *asv_args]
+        # Samples kept: the page splits the speedups' samples by process for its intervals.
+        cmd = [asv, "run", spec, "--interleave-rounds", "--record-samples", *chunk.asv_args, *asv_args]
         for p in chunk.patterns:
             cmd += ["-b", p]
         t_chunk = time.perf_counter()

@@ -216,6 +216,13 @@ EAGER_IMPL = rf"'(?!{_COMPILED_PREFIX})[^']+'"
 COMPILED_IMPL = rf"'{_COMPILED_PREFIX}[^']+'"
 
 
+# The speedups' block pairs per process (Speedup.track_speedup): one fixed count, so the
+# page can tell one process's samples from the next one's (report.load.process_spread).
+SPEEDUP_BLOCKS = 12
+# Processes per speedup case: the page's interval spans the spread between them.
+SPEEDUP_PROCESSES = 2
+
+
 def param_alternatives(values) -> str:
     """A regex group matching any of ``values`` as asv writes a param in a benchmark's name (its repr)."""
     return "(?:" + "|".join(re.escape(repr(v)) for v in values) + ")"
@@ -249,6 +256,8 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
     # F.linear, and (CPU, in the sweep's instruction dtypes) instructions per call.
     patterns["RelativeToTorch"] = \
         rf"^bench_linear\.RelativeToTorch\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}, '[^']+'\)$"
+    # The first screen's speedups: each implementation against the baseline, interleaved.
+    patterns["Speedup"] = rf"^bench_linear\.Speedup\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}, '[^']+'\)$"
     compile_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.compile_dtypes]
     if sweep_def.compile_shapes and compile_dtypes:
         cases = f"{compiled_impl}, {alt(sweep_def.compile_shapes)}, {alt(compile_dtypes)}, {alt(devices)}"

@@ -4,9 +4,13 @@ Measured by the suite itself (``bench_linear.Ceilings``), so every machine's cei
 are recorded with its history in asv, beside the cases they bound, with the same
 thread count.  As triton's roofline tool does:
 
-* **compute**: the best rate of a large square GEMM (``torch.mm``) in the dtype, the
-  size grown until one call takes at least ``MIN_CALL_SECONDS`` so the GEMM runs at
-  its steady rate;
+* **compute**: the best rate of the kernels a linear layer reaches in the dtype: a large
+  square GEMM (``torch.mm``, the size grown until one call takes at least
+  ``MIN_CALL_SECONDS`` so it runs at its steady rate) and a GEMV (``torch.mv`` on a
+  ``GEMV_SIZE`` square matrix).  The best of both, because a dtype's fast path is not
+  always the GEMM's: on a CPU without native half-precision matrix units, float16's
+  large GEMM takes a slow path while its GEMV does not, and a GEMM-only roof left
+  every float16 GEMV case at 4-14x "of its roof";
 * **bandwidth**: the best rate of a streaming triad ``a = b + s·c`` (``torch.add(b, c,
   alpha=s, out=a)``) over arrays far larger than the caches, counting the three
   arrays moved once each (STREAM's convention).
@@ -30,6 +34,7 @@ MAX_GEMM_SIZE = {"cpu": 4096, "cuda": 16384}
 # Each triad array: far beyond the last-level cache (tens of MiB on a server CPU).
 TRIAD_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
 REPEATS = 5
+GEMV_SIZE = {"cpu": 4096, "cuda": 16384}
 
 
 def _clock(device: str) -> float:
@@ -49,6 +54,23 @@ def _best(fn, device: str, repeats: int = REPEATS) -> float:
 
 
 def peak_gflops(dtype: str, device: str = "cpu") -> tuple[float, int]:
+    """(GFLOP/s, n): the best rate of an n x n x n GEMM or an n x n GEMV in ``dtype`` on ``device``."""
+    gemm, n = gemm_gflops(dtype, device)
+    gemv, m = gemv_gflops(dtype, device)
+    return (gemm, n) if gemm >= gemv else (gemv, m)
+
+
+def gemv_gflops(dtype: str, device: str = "cpu") -> tuple[float, int]:
+    """(GFLOP/s, n): the best rate of an n x n matrix times a vector (2n² FLOPs)."""
+    td = dtype_of(dtype)
+    n = GEMV_SIZE[device]
+    a = torch.randn(n, n, device=device).to(td)
+    x = torch.randn(n, device=device).to(td)
+    seconds = _best(lambda: torch.mv(a, x), device, repeats=REPEATS * 4)
+    return 2 * n * n / seconds / 1e9, n
+
+
+def gemm_gflops(dtype: str, device: str = "cpu") -> tuple[float, int]:
     """(GFLOP/s, n): the best rate of an n x n x n GEMM in ``dtype`` on ``device``."""
     td = dtype_of(dtype)
     n = 256

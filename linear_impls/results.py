@@ -138,7 +138,7 @@ def write_file(folder: Path, machine: dict, commit: str, date_ms: int, env: str,
 
     ``benchmarks``: {name: (param axes of plain values, rows)}, each row either a
     value (a float, None for failed, NaN for skipped) or a dict with ``result``
-    and any of ``ci_99_a``, ``ci_99_b``, ``q_25``, ``q_75``, ``number``, ``repeat``.
+    and any of ``ci_99_a``, ``ci_99_b``, ``q_25``, ``q_75``, ``number``, ``repeat``, ``samples``.
     """
     mdir = Path(folder) / machine["machine"]
     mdir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,7 @@ def write_file(folder: Path, machine: dict, commit: str, date_ms: int, env: str,
 
         results[name] = [[r["result"] for r in rows], [[repr(v) for v in axis] for axis in axes], "1", date_ms,
                          1.0, column("ci_99_a"), column("ci_99_b"), column("q_25"), column("q_75"),
-                         column("number"), column("repeat"), None, None]
+                         column("number"), column("repeat"), column("samples"), None]
     data = {"commit_hash": commit, "env_name": env, "date": date_ms,
             "params": {k: v for k, v in machine.items() if k != "version"} | {"python": "3.11", "torch": "2.13.0"},
             "python": "3.11", "requirements": {"torch": "2.13.0"}, "env_vars": {},

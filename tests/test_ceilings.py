@@ -14,6 +14,27 @@ def test_peak_and_bandwidth_are_measured_rates():
     # A real GEMM: its size grew until one call took long enough, a power of two.
     assert gflops > 0.1 and n >= 256 and n & (n - 1) == 0
     assert ceilings.bandwidth_gbs() > 0.1
+    # The GEMV a linear layer of one row reaches: float16's fast path on a CPU whose large
+    # float16 GEMM is slow, so the peak is the better of the two.
+    gemv, m = ceilings.gemv_gflops("float16")
+    assert gemv > 0.01 and m == ceilings.GEMV_SIZE["cpu"]
+
+
+def test_a_case_above_its_roof_is_shown_as_a_ceiling_not_reached(tmp_path):
+    from linear_impls import results
+    from linear_impls.report import analysis
+
+    # 1x4096x4096 float16 at 40 GFLOP/s under a 3 GFLOP/s "peak" (a GEMM-only ceiling): 13x its roof.
+    seconds = 2 * 4096 * 4096 / 40e9
+    results.write_file(tmp_path, {"machine": "m"}, "a" * 40, 1, "env", {
+        "bench_linear.Inference.time_forward": ([["f_linear"], ["1x4096x4096", "64x256x256"], ["float16"], ["cpu"]],
+                                                [seconds, 1.0]),
+        "bench_linear.Ceilings.track_peak_gflops": ([["float16"], ["cpu"]], [3.0]),
+        "bench_linear.MemoryBandwidth.track_bandwidth_gbs": ([["cpu"]], [30.0])})
+    data = load_results(tmp_path)
+    (roof,) = analysis.rooflines(analysis.rates(data.frame), data.ceilings)
+    points = roof["points"].set_index("shape")
+    assert points.loc["1x4096x4096", "above_roof"] and not points.loc["64x256x256", "above_roof"]
 
 
 def test_the_sweep_selects_the_ceilings_in_its_dtypes():
@@ -36,5 +57,5 @@ def test_asv_records_them_and_the_page_uses_them(asv_results_dir, tmp_path):
     build_report(asv_results_dir, out)
     page = out.read_text()
     section = page.split('id="peak"')[1].split("<h2")[0]
-    assert "measured: a large GEMM" in section and "measured: a streaming triad" in section
+    assert "measured: the best of a large GEMM and a GEMV" in section and "measured: a streaming triad" in section
     assert "of the roof" in section  # each point's tooltip

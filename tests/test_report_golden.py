@@ -13,6 +13,7 @@ built-ins or the default sweep changes them: look at the diff, then rewrite them
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
 
 import markupsafe
@@ -62,7 +63,7 @@ def test_loading_reads_every_good_file_and_names_the_bad_one(data):
     assert [w for w in data.warnings if "0000dead-broken.json" in w and "Error parsing JSON" in w]
     assert set(data.files["threads"]) == {"2"}
     assert set(data.frame["kind"]) == {"time", "ratio", "instructions", "memory", "compile_cold", "compile_warm",
-                                       "graphs", "graph_breaks"}
+                                       "graphs", "graph_breaks", "speedup"}
     # asv's statistics come through asv.results: the 99% interval and quartiles of each timing.
     row = data.frame[(data.frame["impl"] == "f_linear") & (data.frame["shape"] == "64x256x256")
                      & (data.frame["benchmark"] == "bench_linear.Inference.time_forward")
@@ -148,6 +149,37 @@ def test_page_matches_golden(request, tmp_path):
     expected = path.read_text(encoding="utf-8")
     assert page == expected, "\n".join(list(difflib.unified_diff(expected.splitlines(), page.splitlines(), "golden",
                                                                  "now", lineterm="", n=1))[:80])
+    # The page's figures as data, beside it: the same stem, .json.
+    figures = (tmp_path / "index.json").read_text(encoding="utf-8")
+    path = GOLDEN / "index.json"
+    if request.config.getoption("--update-golden"):
+        path.write_text(figures, encoding="utf-8")
+    assert figures == path.read_text(encoding="utf-8"), "\n".join(list(difflib.unified_diff(
+        path.read_text(encoding="utf-8").splitlines(), figures.splitlines(), "golden", "now", lineterm="", n=1))[:80])
+
+
+def test_figures_load_with_json_normalize_and_say_which_speedups_were_interleaved(tmp_path):
+    out = tmp_path / "index.html"
+    proc = run_linbench("report", "--results", str(DATA / "results"), "--asv-conf", str(DATA / "asv.conf.json"),
+                        "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "index.json").read_text())
+    speedups = pd.json_normalize(data["speedups"])
+    a = speedups[(speedups["machine"] == "runner-a") & ~speedups["impl"].str.startswith("compiled_")]
+    # runner-a's latest commit has interleaved speedups (its compiled variant none); runner-b only wall times.
+    assert set(a["speedup_source"]) == {"interleaved"}
+    assert set(speedups.loc[speedups["machine"] == "runner-b", "speedup_source"]) == {"wall time"}
+    row = a[(a["impl"] == "f_linear") & (a["shape"] == "1x64x64") & (a["mode"] == "forward")].iloc[0]
+    assert row["verdict"] == "faster" and row["low"] < row["speedup"] < row["high"]
+    # 60/58 µs: 1.03x, within the factor: the same.
+    row = a[(a["impl"] == "f_linear") & (a["shape"] == "64x256x256") & (a["mode"] == "forward")].iloc[0]
+    assert row["verdict"] == "same"
+    assert {"machine", "env", "commit", "device", "dtype", "mode", "shape", "impl", "baseline", "speedup", "low",
+            "high", "verdict"} <= set(speedups.columns)
+    roof = pd.json_normalize(data["roofline"])
+    assert {"gflops", "roof_gflops", "fraction_of_roof"} <= set(roof.columns) and len(roof)
+    verdict = pd.json_normalize(data["verdict"])
+    assert len(verdict) and set(verdict["rank"]) >= {1}
 
 
 def test_verdict_table(request, data, latest):

@@ -25,6 +25,12 @@ SQUARISH = 4.0
 BENCH_CASE = ["benchmark", *CASE]
 # One timed case of one file, across implementations: what a speedup compares within.
 RATE_GROUP = ["file", "benchmark", "shape", "dtype", "device", "mode"]
+# A speedup is "faster" or "slower" beyond this factor either way, and only when its interval
+# (the spread between processes, widened by the case's null control) excludes 1: two ways
+# that run the same kernel must read "same".
+SPEEDUP_FACTOR = 1.05
+# A case measured above this fraction of its roof shows the roof as unreached, not a percentage.
+ABOVE_ROOF = 1.05
 
 
 def order(values: Iterable[str], preferred: Iterable[str]) -> list[str]:
@@ -79,11 +85,49 @@ def rates(frame: pd.DataFrame) -> pd.DataFrame:
     base = t.loc[ok & (t["impl"] == registry.baseline()), [*RATE_GROUP, "value"]].rename(columns={"value": "base"})
     t = t.merge(base, on=RATE_GROUP, how="left")
     t["speedup"] = t["base"] / t["value"]
-    t["best"] = ok.to_numpy() & (t["value"] == t.groupby(RATE_GROUP)["value"].transform("min"))
+    t = _interleaved_speedups(t, frame)
+    # The fastest by the speedup where it was measured interleaved, else by wall time.
+    key = np.where(np.isfinite(t["speedup"].astype(float)), -t["speedup"].astype(float), t["value"])
+    t["best"] = ok.to_numpy() & (key == pd.Series(key, index=t.index).groupby([t[c] for c in RATE_GROUP])
+                                 .transform("min").to_numpy())
     with np.errstate(invalid="ignore", divide="ignore"):
         t["iqr_rel"] = (t["q75"] - t["q25"]) / t["value"]
     t["noisy"] = t["iqr_rel"] > NOISY_IQR
     return t
+
+
+SPEEDUP_COLUMNS = ["speedup_source", "low", "high", "null_low", "null_high", "speedup_verdict"]
+
+
+def _interleaved_speedups(t: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """The speedup of each timed row from ``Speedup.track_speedup`` where one was recorded:
+    the baseline and the implementation in alternating blocks in one process, in several
+    processes.  ``low``/``high``: the lowest and highest per-process median (asv's 99%
+    interval where only one process ran), each widened by the case's null control (the
+    baseline against itself: ``null_low``/``null_high``); ``speedup_verdict`` faster,
+    slower or same by :func:`verdict.classify`.  Elsewhere the speedup stays the
+    wall-time quotient, ``speedup_source`` "wall time" and no verdict."""
+    key = ["file", "impl", "shape", "dtype", "device", "mode"]
+    sp = frame[(frame["kind"] == "speedup") & (frame["status"] == "ok")]
+    lo = sp["proc_lo"].where(sp["proc_lo"].notna(), sp["ci_a"])
+    hi = sp["proc_hi"].where(sp["proc_hi"].notna(), sp["ci_b"])
+    sp = sp.assign(_sp=sp["value"], _lo=lo, _hi=hi)[[*key, "_sp", "_lo", "_hi"]]
+    null = sp[sp["impl"] == registry.baseline()].drop(columns="impl").rename(
+        columns={"_sp": "_null", "_lo": "null_low", "_hi": "null_high"})
+    t = t.merge(sp, on=key, how="left").merge(null, on=key[:1] + key[2:], how="left")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # The null control's widest miss of 1, in log terms: what this case's noise alone gives.
+        floor = np.nanmax(np.abs(np.log(t[["_null", "null_low", "null_high"]].astype(float).to_numpy())), axis=1,
+                          initial=0.0)
+    has = t["_sp"].notna().to_numpy()
+    t["speedup"] = np.where(has, t["_sp"], t["speedup"])
+    t["low"] = np.where(has, t["_lo"] * np.exp(-floor), np.nan)
+    t["high"] = np.where(has, t["_hi"] * np.exp(floor), np.nan)
+    t["speedup_source"] = np.where(has, "interleaved", "wall time")
+    t["speedup_verdict"] = [
+        (classify(1.0, 1 / s, SPEEDUP_FACTOR, significant=not (lo_ <= 1 <= hi_)) if h and s > 0 else "")
+        for h, s, lo_, hi_ in zip(has, t["speedup"], t["low"], t["high"], strict=True)]
+    return t.drop(columns=["_sp", "_lo", "_hi", "_null"])
 
 
 def expected_skip(impl: str, shape: sweep.Shape | None, dtype: str, device: str, mode: str) -> str | None:
@@ -253,19 +297,22 @@ def rooflines(rated: pd.DataFrame, ceilings: pd.DataFrame) -> list[dict]:
     for (file_id, device, dtype), grp in ok.groupby(["file", "device", "dtype"], sort=True):
         peak = ceiling.get((file_id, dtype, device, "peak"))
         bandwidth = ceiling.get((file_id, "", device, "bandwidth"))
-        source = "measured: a large GEMM (Ceilings.track_peak_gflops)"
+        source = "measured: the best of a large GEMM and a GEMV (Ceilings.track_peak_gflops)"
         if peak is None:
             peak, source = _sweep_peak(grp)
         grp = grp.copy()
         grp["roof"] = np.minimum(peak, bandwidth * grp["ai"]) if bandwidth else peak
         grp["of_roof"] = grp["gflops"] / grp["roof"]
+        # Above the roof is no result but a ceiling its benchmark did not reach (older results
+        # measured a GEMM only; caches can beat a bandwidth measured beyond them).
+        grp["above_roof"] = grp["of_roof"] > ABOVE_ROOF
         best = grp.loc[grp.groupby("impl")["of_roof"].idxmax()].set_index("impl")
         best = best.loc[impl_order(best.index)].reset_index()
         out.append({"file": int(file_id), "machine": grp["machine"].iloc[0], "env": grp["env"].iloc[0],
                     "device": device, "dtype": dtype, "peak": float(peak), "bandwidth": bandwidth,
                     "ridge": float(peak / bandwidth) if bandwidth else None, "peak_source": source,
-                    "best": best[["impl", "shape", "gflops", "ai", "roof", "of_roof"]],
-                    "points": grp[["impl", "shape", "ai", "gflops", "roof", "of_roof"]]
+                    "best": best[["impl", "shape", "gflops", "ai", "roof", "of_roof", "above_roof"]],
+                    "points": grp[["impl", "shape", "ai", "gflops", "roof", "of_roof", "above_roof"]]
                     .sort_values(["impl", "ai"]).reset_index(drop=True)})
     return out
 
@@ -331,15 +378,19 @@ def since_previous(frame: pd.DataFrame, files: pd.DataFrame, changes: pd.DataFra
 
 
 def within_noise(rated: pd.DataFrame) -> pd.Series:
-    """Whether each timed case's interval overlaps its baseline's: asv's 99% confidence
-    interval where recorded, else the interquartile range.  Never for the baseline's own
-    cases: they are what the others are compared with."""
+    """Whether each timed case's speedup is "same": by its interleaved verdict where one was
+    measured, else where its wall-time interval overlaps its baseline's (asv's 99%
+    confidence interval where recorded, else the interquartile range).  Never for the
+    baseline's own cases: they are what the others are compared with."""
     lo = rated["ci_a"].where(rated["ci_a"].notna() & rated["ci_b"].notna(), rated["q25"])
     hi = rated["ci_b"].where(rated["ci_a"].notna() & rated["ci_b"].notna(), rated["q75"])
     is_base = (rated["impl"] == registry.baseline()).to_numpy()
     base = rated.assign(_lo=lo, _hi=hi).loc[is_base, [*RATE_GROUP, "_lo", "_hi"]]
     m = rated[RATE_GROUP].merge(base, on=RATE_GROUP, how="left")
     overlap = (lo.to_numpy() <= m["_hi"].to_numpy()) & (m["_lo"].to_numpy() <= hi.to_numpy())
+    if "speedup_verdict" in rated.columns:
+        measured = (rated["speedup_verdict"] != "").to_numpy()
+        overlap = np.where(measured, (rated["speedup_verdict"] == "same").to_numpy(), overlap)
     return pd.Series(overlap & ~is_base, index=rated.index)
 
 

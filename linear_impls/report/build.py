@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -125,8 +127,62 @@ def build_report(results_dir: Path, out: Path, *, checks_json: Path | None = Non
         n_pytest_runs=len(pb.files) if pb is not None else 0, n_pytest_cases=len(pb.frame) if pb is not None else 0,
         warnings=warnings, n_changes=n_changes)
     page = render.render_page(summary, sections, asv_html, results_dir, verdict, thresholds)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    _write(out, page)
+    _write(out.with_suffix(".json"), json.dumps(figures(d), indent=1, allow_nan=False, default=str) + "\n")
     return summary
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _clean(value):
+    """JSON's value for a table cell: NaN and infinities are null, numpy scalars plain."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
+    return [{c: _clean(v) for c, v in zip(columns, row, strict=True)}
+            for row in frame[columns].itertuples(index=False, name=None)]
+
+
+def figures(d: Analysed | None) -> dict[str, list[dict]]:
+    """The page's figures as flat records per section (``reports/index.json``), for
+    ``pandas.json_normalize``: the numbers the page shows, never recomputed from them."""
+    out: dict[str, list[dict]] = {"speedups": [], "roofline": [], "verdict": []}
+    if d is None:
+        return out
+    meta = d.latest_files.set_index("file")[["machine", "env", "commit"]]
+    base = registry.baseline()
+    rated = d.rated[d.rated["status"] == "ok"].join(meta, on="file", rsuffix="_file")
+    rated = rated.assign(baseline=base, verdict=[
+        v if v else ("same" if same else "") for v, same in zip(rated["speedup_verdict"], rated["within_noise"],
+                                                                 strict=True)])
+    out["speedups"] = _records(rated, ["machine", "env", "commit", "device", "dtype", "mode", "shape", "impl",
+                                       "baseline", "speedup", "low", "high", "verdict", "speedup_source",
+                                       "null_low", "null_high", "value"])
+    for r in out["speedups"]:
+        r["seconds_per_call"] = r.pop("value")
+    for roof in analysis.rooflines(d.rated, d.ceilings):
+        points = roof["points"].assign(machine=roof["machine"], env=roof["env"],
+                                       commit=meta.loc[roof["file"], "commit"], device=roof["device"],
+                                       dtype=roof["dtype"], mode="forward")
+        points = points.rename(columns={"roof": "roof_gflops", "of_roof": "fraction_of_roof"})
+        out["roofline"] += _records(points, ["machine", "env", "commit", "device", "dtype", "mode", "shape", "impl",
+                                             "gflops", "roof_gflops", "fraction_of_roof", "above_roof"])
+    for r in analysis.verdicts(d.rated).itertuples(index=False):
+        m = meta.loc[r.file]
+        for rank, (impl, speedup, k) in enumerate(r.ranking, 1):
+            out["verdict"].append({"machine": m["machine"], "env": m["env"], "commit": m["commit"],
+                                   "device": r.device, "dtype": r.dtype, "mode": r.mode, "impl": impl,
+                                   "baseline": base, "rank": rank, "geomean_speedup": _clean(speedup),
+                                   "shapes": k, "of_shapes": r.n_shapes,
+                                   "fastest_on": dict(r.fastest).get(impl, 0)})
+    return out

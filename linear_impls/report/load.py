@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import results
+from .. import bench, results
 
 # The tidy table: a row per measurement.  ``kind`` is the metric (time, ratio,
 # instructions, memory); ``status`` ok, failed (asv recorded an exception) or skipped.
 CASE = ["impl", "shape", "dtype", "device", "mode"]
-STATS = ["ci_a", "ci_b", "q25", "q75", "number", "repeat"]
+# proc_lo, proc_hi: the lowest and highest of the per-process medians of a benchmark run in
+# several processes whose samples were recorded (the speedups': Speedup.track_speedup).
+STATS = ["ci_a", "ci_b", "q25", "q75", "number", "repeat", "proc_lo", "proc_hi"]
 MEASUREMENT = ["file", "source", "machine", "env", "commit", "date", "benchmark", *CASE, "kind", "value",
                "status", *STATS]
 # A row per source file: an asv results file or a pytest-benchmark run.
@@ -40,6 +42,7 @@ FIXED = {
     "HostMemory.peakmem_step": {"device": "cpu", "kind": "memory"},
     "DeviceMemory.track_peak_bytes": {"device": "cuda", "kind": "memory"},
     "RelativeToTorch.track_ratio": {"kind": "ratio"},
+    "Speedup.track_speedup": {"kind": "speedup"},
     "Instructions.track_instructions": {"kind": "instructions"},
     "CompileCost.track_cold_seconds": {"kind": "compile_cold"},
     "CompileCost.track_warm_seconds": {"kind": "compile_warm"},
@@ -47,7 +50,8 @@ FIXED = {
     "CompileCost.track_graph_breaks": {"kind": "graph_breaks"},
 }
 # The unit each kind of measurement is written in (units.fmt).
-UNIT_OF = {"time": "seconds", "ratio": "ratio", "instructions": "instructions", "memory": "bytes"}
+UNIT_OF = {"time": "seconds", "ratio": "ratio", "instructions": "instructions", "memory": "bytes",
+           "speedup": "speedup"}
 # Parameter names of the suite's benchmarks, for a results folder without benchmarks.json.
 KNOWN_PARAM_NAMES = {
     "Inference.time_forward": ["impl", "shape", "dtype", "device"],
@@ -55,6 +59,7 @@ KNOWN_PARAM_NAMES = {
     "HostMemory.peakmem_step": ["impl", "shape", "dtype", "mode"],
     "DeviceMemory.track_peak_bytes": ["impl", "shape", "dtype", "mode"],
     "RelativeToTorch.track_ratio": ["impl", "shape", "dtype", "device", "mode"],
+    "Speedup.track_speedup": ["impl", "shape", "dtype", "device", "mode"],
     "Instructions.track_instructions": ["impl", "shape", "dtype", "device", "mode"],
     **{f"CompileCost.{m}": ["impl", "shape", "dtype", "device", "mode"]
        for m in ("track_cold_seconds", "track_warm_seconds", "track_graphs", "track_graph_breaks")},
@@ -149,6 +154,10 @@ def _benchmark_frame(b: results.Benchmark, meta: dict) -> pd.DataFrame | str:
     for src, dst in _ASV_STATS.items():
         frame[dst] = _floats([s.get(src) for s in stats])
     fixed = FIXED.get(short(b.name), {})
+    per = bench.SPEEDUP_BLOCKS if fixed.get("kind") == "speedup" else 0
+    spread = [process_spread(x, per) for x in (b.samples or [None] * n)]
+    frame["proc_lo"] = _floats([lo for lo, _ in spread])
+    frame["proc_hi"] = _floats([hi for _, hi in spread])
     for col in ("dtype", "device", "mode"):
         if col not in frame.columns:
             frame[col] = fixed.get(col, "")
@@ -156,6 +165,15 @@ def _benchmark_frame(b: results.Benchmark, meta: dict) -> pd.DataFrame | str:
     frame["kind"] = fixed.get("kind") or ("time" if method.startswith("time_") else "memory")
     frame["benchmark"] = b.name
     return frame
+
+
+def process_spread(samples, per: int) -> tuple[float | None, float | None]:
+    """The lowest and highest median over the processes that made ``samples``, ``per``
+    samples each (asv appends each round's to the last one's), or (None, None) for one."""
+    if not isinstance(samples, list) or per < 1 or len(samples) < 2 * per or len(samples) % per:
+        return None, None
+    medians = [float(np.median(samples[i:i + per])) for i in range(0, len(samples), per)]
+    return min(medians), max(medians)
 
 
 def _floats(values: list) -> np.ndarray:
@@ -377,6 +395,7 @@ def _pb_run(path: Path, name: str, file_id: int, warnings: list[str]) -> tuple[d
         "device": extra["device"], "kind": "time", "value": median, "status": "ok",
         "ci_a": np.nan, "ci_b": np.nan, "q25": q1, "q75": q3, "number": np.nan,
         "repeat": _column(flat, "stats.rounds", numeric=True),
+        "proc_lo": np.nan, "proc_hi": np.nan,
         "iqr": _column(flat, "stats.iqr", numeric=True), "torch": extra["torch"], "threads": extra["threads"]},
         index=flat.index)[ours]
     run = {

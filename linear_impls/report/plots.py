@@ -122,7 +122,8 @@ def roofline(points: pd.DataFrame, peak: float, bandwidth: float | None, title: 
             chart.marks.append({"x": px, "y": py, "shape": marker, "fill": colour,
                                 "title": f"{impl} {r.shape}: {fmt(r.gflops, 'gflops')}, {r.of_roof:.0%} of the "
                                          f"roof ({fmt(r.roof, 'gflops')}) at {r.ai:.3g} FLOP/byte"})
-            chart.texts.append({"x": px + 5, "y": py + 3, "text": f"{r.of_roof:.0%}", "size": 8, "fill": colour})
+            chart.texts.append({"x": px + 5, "y": py + 3, "text": "above roof" if r.above_roof else f"{r.of_roof:.0%}",
+                                "size": 8, "fill": colour})
         ly = 40 + 16 * i
         chart.marks.append({"x": 576, "y": ly - 4, "shape": marker, "fill": colour, "title": str(impl)})
         chart.texts.append({"x": 586, "y": ly, "text": str(impl), "size": 10})

@@ -97,7 +97,12 @@ def _perf_cell(r, miss) -> dict:
         tip = f"IQR {r.iqr_rel:.0%} of median" if math.isfinite(r.iqr_rel) else "no quartiles"
         if math.isfinite(r.number) and math.isfinite(r.repeat):
             tip += f"; {int(r.repeat)} samples of {int(r.number)} calls"
-        if r.within_noise:
+        if getattr(r, "speedup_source", "") == "interleaved":
+            tip += (f"; speedup {fmt(r.speedup, 'speedup')} over {registry.baseline()}, timed interleaved with it, "
+                    f"{fmt(r.low, 'speedup')} to {fmt(r.high, 'speedup')} over its processes and its null control "
+                    f"({registry.baseline()} against itself: {fmt(r.null_low, 'speedup')} to "
+                    f"{fmt(r.null_high, 'speedup')}): {r.speedup_verdict}")
+        elif r.within_noise:
             tip += f"; its interval overlaps {registry.baseline()}'s: within noise"
         return {"state": "ok", "best": bool(r.best), "noisy": bool(r.noisy), "tip": tip, "value": r.value,
                 "gflops": r.gflops, "speedup": r.speedup, "colour": speedup_colour(r.speedup),
@@ -182,7 +187,8 @@ def perf_section(d, ids: Ids, asv_html: str) -> Section:
                       "missing_summary": analysis.missing_summary(unexplained).itertuples(index=False),
                       "memory": memory_tables(mem) if len(mem) else []})
     return Section("perf", f"Speedup over {registry.baseline()} per shape (latest commit)", "perf.html.j2",
-                   {"files": files, "noisy_iqr": analysis.NOISY_IQR}, toc)
+                   {"files": files, "noisy_iqr": analysis.NOISY_IQR, "speedup_factor": analysis.SPEEDUP_FACTOR},
+                   toc)
 
 
 def verdict_block(d) -> list[dict]:

@@ -15,6 +15,9 @@ What the fixture holds, each chosen to exercise one path of the report:
 * an unreadable results file (skipped with a warning);
 * a compiled variant (compiled_mul_sum, 64x256x256 forward) with its compile cost;
 * measured ceilings (a 200 GFLOP/s peak, 20 GB/s) on runner-a, none on runner-b;
+* interleaved speedups (``Speedup.track_speedup``, two processes of 12 samples each, the
+  baseline's own row the null control) at runner-a's latest commit; runner-b and the
+  older commits show the wall-time fallback;
 * a checks file and two pytest-benchmark runs;
 * asv.conf.json: only the regressions thresholds, kept apart from the project's so the
   golden page changes only when the report does.
@@ -26,7 +29,7 @@ import json
 import math
 from pathlib import Path
 
-from linear_impls import results
+from linear_impls import bench, results
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,9 +53,18 @@ def timed(impl: str, shape: str, factor: float, scale: float) -> dict:
             "number": 100, "repeat": 10}
 
 
+def speedup(impl: str, shape: str, mode: str) -> dict:
+    """The baseline's time over ``impl``'s, in two processes that read 2% apart (the null control 1%)."""
+    s = TIME["nn_linear"][SHAPES.index(shape)] / TIME[impl][SHAPES.index(shape)]
+    spread = 0.01 if impl == "nn_linear" else 0.02
+    samples = [round(s * (1 - spread), 6)] * bench.SPEEDUP_BLOCKS + [round(s * (1 + spread), 6)] * bench.SPEEDUP_BLOCKS
+    return {"result": s, "samples": samples, "q_25": s * (1 - spread), "q_75": s * (1 + spread),
+            "number": 1, "repeat": len(samples)}
+
+
 def commit_results(i: int, machine: str) -> dict:
     scale = 1.0 if machine == "runner-a" else 1.4
-    time_fwd, time_train, ratio, instr, memory = [], [], [], [], []
+    time_fwd, time_train, ratio, instr, memory, speedups = [], [], [], [], [], []
     for impl in IMPLS:
         for shape in SHAPES:
             dropped = impl == "einsum" and shape == "1x64x64" and i == 2
@@ -67,7 +79,9 @@ def commit_results(i: int, machine: str) -> dict:
                 if dropped or (failed and mode == "forward_backward"):
                     ratio.append(None if failed else NAN)
                     instr.append(None if failed else NAN)
+                    speedups.append(None if failed else NAN)
                     continue
+                speedups.append(speedup(impl, shape, mode))
                 ratio.append(round(base * (1.0 + 0.01 * i), 4))
                 instr.append(float(round(20_000 * base * (3 if mode == "forward_backward" else 1) * step)))
             memory.append(float(2**20 * (1 + SHAPES.index(shape)) * (4 if impl == "mul_sum" else 1)))
@@ -81,6 +95,8 @@ def commit_results(i: int, machine: str) -> dict:
         "bench_linear.RelativeToTorch.track_ratio": ([IMPLS, SHAPES, dtype, device, modes], ratio),
         "bench_linear.Instructions.track_instructions": ([IMPLS, SHAPES, dtype, device, modes], instr),
         "bench_linear.HostMemory.peakmem_step": ([IMPLS, SHAPES, dtype, modes], memory),
+        **({"bench_linear.Speedup.track_speedup": ([IMPLS, SHAPES, dtype, device, modes], speedups)}
+           if machine == "runner-a" and i == 2 else {}),
         "bench_linear.Environment.track_threads": ([], [2.0]),
         # mul_sum compiled, 64x256x256 forward only (the sweep's compile subset): 3x faster
         # than eager once compiled, 19 s to compile cold.
@@ -112,9 +128,10 @@ def main() -> None:
         results.write_file(folder, machines["runner-a"], commit, date, ENV, commit_results(i, "runner-a"))
     results.write_file(folder, machines["runner-b"], COMMITS[2], DATES[2], ENV, commit_results(2, "runner-b"))
     (folder / "runner-b" / "0000dead-broken.json").write_text("{not json\n")
-    names = {name: axes for name, axes in commit_results(0, "runner-a").items()}
+    names = {name: axes for name, axes in commit_results(2, "runner-a").items()}
     param_names = {"Inference": ["impl", "shape", "dtype", "device"], "Training": ["impl", "shape", "dtype", "device"],
                    "RelativeToTorch": ["impl", "shape", "dtype", "device", "mode"],
+                   "Speedup": ["impl", "shape", "dtype", "device", "mode"],
                    "Instructions": ["impl", "shape", "dtype", "device", "mode"],
                    "HostMemory": ["impl", "shape", "dtype", "mode"], "Environment": [],
                    "Ceilings": ["dtype", "device"], "MemoryBandwidth": ["device"],
