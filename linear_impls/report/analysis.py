@@ -102,23 +102,30 @@ SPEEDUP_COLUMNS = ["speedup_source", "low", "high", "null_low", "null_high", "sp
 def _interleaved_speedups(t: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     """The speedup of each timed row from ``Speedup.track_speedup`` where one was recorded:
     the baseline and the implementation in alternating blocks in one process, in several
-    processes.  ``low``/``high``: the lowest and highest per-process median (asv's 99%
-    interval where only one process ran), each widened by the case's null control (the
-    baseline against itself: ``null_low``/``null_high``); ``speedup_verdict`` faster,
-    slower or same by :func:`verdict.classify`.  Elsewhere the speedup stays the
-    wall-time quotient, ``speedup_source`` "wall time" and no verdict."""
+    processes.
+
+    ``low``/``high``: the speedup ± two standard errors of its processes' mean, the spread
+    between processes pooled over every implementation of the case (two processes give
+    each one a single degree of freedom; the case's ten give ten), and widened by the
+    case's null control's miss of 1 (the baseline against a second instance of itself:
+    ``null_low``/``null_high`` its processes).  With one process (plain asv), asv's 99%
+    interval.  ``speedup_verdict`` faster, slower or same by :func:`verdict.classify`.
+    Elsewhere the speedup stays the wall-time quotient, ``speedup_source`` "wall time"
+    and no verdict."""
     key = ["file", "impl", "shape", "dtype", "device", "mode"]
     sp = frame[(frame["kind"] == "speedup") & (frame["status"] == "ok")]
-    lo = sp["proc_lo"].where(sp["proc_lo"].notna(), sp["ci_a"])
-    hi = sp["proc_hi"].where(sp["proc_hi"].notna(), sp["ci_b"])
-    sp = sp.assign(_sp=sp["value"], _lo=lo, _hi=hi)[[*key, "_sp", "_lo", "_hi"]]
-    null = sp[sp["impl"] == registry.baseline()].drop(columns="impl").rename(
-        columns={"_sp": "_null", "_lo": "null_low", "_hi": "null_high"})
-    t = t.merge(sp, on=key, how="left").merge(null, on=key[:1] + key[2:], how="left")
+    sp = sp.assign(_sp=sp["value"], _var=sp["proc_sd"].astype(float) ** 2)
+    sp["_pooled"] = np.sqrt(sp.groupby(key[:1] + key[2:])["_var"].transform("mean"))
     with np.errstate(invalid="ignore", divide="ignore"):
-        # The null control's widest miss of 1, in log terms: what this case's noise alone gives.
-        floor = np.nanmax(np.abs(np.log(t[["_null", "null_low", "null_high"]].astype(float).to_numpy())), axis=1,
-                          initial=0.0)
+        half = 2 * sp["_pooled"] / np.sqrt(sp["proc_n"].astype(float))
+        sp["_lo"] = np.where(half.notna(), sp["_sp"] * np.exp(-half), sp["ci_a"])
+        sp["_hi"] = np.where(half.notna(), sp["_sp"] * np.exp(half), sp["ci_b"])
+    null = sp.loc[sp["impl"] == registry.baseline(), [*key, "_sp", "proc_lo", "proc_hi"]].drop(columns="impl")
+    null = null.rename(columns={"_sp": "_null", "proc_lo": "null_low", "proc_hi": "null_high"})
+    t = t.merge(sp[[*key, "_sp", "_lo", "_hi"]], on=key, how="left").merge(null, on=key[:1] + key[2:], how="left")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # The null control's miss of 1, in log terms: a bias between two instances of one way.
+        floor = np.nan_to_num(np.abs(np.log(t["_null"].astype(float).to_numpy())))
     has = t["_sp"].notna().to_numpy()
     t["speedup"] = np.where(has, t["_sp"], t["speedup"])
     t["low"] = np.where(has, t["_lo"] * np.exp(-floor), np.nan)

@@ -26,9 +26,11 @@ from .. import bench, results
 # The tidy table: a row per measurement.  ``kind`` is the metric (time, ratio,
 # instructions, memory); ``status`` ok, failed (asv recorded an exception) or skipped.
 CASE = ["impl", "shape", "dtype", "device", "mode"]
-# proc_lo, proc_hi: the lowest and highest of the per-process medians of a benchmark run in
-# several processes whose samples were recorded (the speedups': Speedup.track_speedup).
-STATS = ["ci_a", "ci_b", "q25", "q75", "number", "repeat", "proc_lo", "proc_hi"]
+# proc_lo, proc_hi, proc_sd, proc_n: the lowest and highest of the per-process medians of a
+# benchmark run in several processes whose samples were recorded (the speedups':
+# Speedup.track_speedup), the standard deviation of their logarithms, and how many there were.
+PROCESS_STATS = ["proc_lo", "proc_hi", "proc_sd", "proc_n"]
+STATS = ["ci_a", "ci_b", "q25", "q75", "number", "repeat", *PROCESS_STATS]
 MEASUREMENT = ["file", "source", "machine", "env", "commit", "date", "benchmark", *CASE, "kind", "value",
                "status", *STATS]
 # A row per source file: an asv results file or a pytest-benchmark run.
@@ -156,8 +158,8 @@ def _benchmark_frame(b: results.Benchmark, meta: dict) -> pd.DataFrame | str:
     fixed = FIXED.get(short(b.name), {})
     per = bench.SPEEDUP_BLOCKS if fixed.get("kind") == "speedup" else 0
     spread = [process_spread(x, per) for x in (b.samples or [None] * n)]
-    frame["proc_lo"] = _floats([lo for lo, _ in spread])
-    frame["proc_hi"] = _floats([hi for _, hi in spread])
+    for i, col in enumerate(PROCESS_STATS):
+        frame[col] = _floats([s[i] for s in spread])
     for col in ("dtype", "device", "mode"):
         if col not in frame.columns:
             frame[col] = fixed.get(col, "")
@@ -167,13 +169,16 @@ def _benchmark_frame(b: results.Benchmark, meta: dict) -> pd.DataFrame | str:
     return frame
 
 
-def process_spread(samples, per: int) -> tuple[float | None, float | None]:
-    """The lowest and highest median over the processes that made ``samples``, ``per``
-    samples each (asv appends each round's to the last one's), or (None, None) for one."""
+def process_spread(samples, per: int) -> tuple[float | None, ...]:
+    """(lowest, highest, standard deviation of the logarithms, count) of the medians of the
+    processes that made ``samples``, ``per`` samples each (asv appends each round's to the
+    last one's); all None for a single process."""
     if not isinstance(samples, list) or per < 1 or len(samples) < 2 * per or len(samples) % per:
-        return None, None
+        return None, None, None, None
     medians = [float(np.median(samples[i:i + per])) for i in range(0, len(samples), per)]
-    return min(medians), max(medians)
+    if min(medians) <= 0:
+        return None, None, None, None
+    return min(medians), max(medians), float(np.std(np.log(medians), ddof=1)), len(medians)
 
 
 def _floats(values: list) -> np.ndarray:
@@ -395,7 +400,7 @@ def _pb_run(path: Path, name: str, file_id: int, warnings: list[str]) -> tuple[d
         "device": extra["device"], "kind": "time", "value": median, "status": "ok",
         "ci_a": np.nan, "ci_b": np.nan, "q25": q1, "q75": q3, "number": np.nan,
         "repeat": _column(flat, "stats.rounds", numeric=True),
-        "proc_lo": np.nan, "proc_hi": np.nan,
+        **{c: np.nan for c in PROCESS_STATS},
         "iqr": _column(flat, "stats.iqr", numeric=True), "torch": extra["torch"], "threads": extra["threads"]},
         index=flat.index)[ours]
     run = {
