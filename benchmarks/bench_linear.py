@@ -278,6 +278,8 @@ class Speedup:
     block_seconds = 2e-3
 
     def setup(self, impl, shape, dtype, device, mode):
+        if dtype not in sweep.current_sweep().speedup_dtypes:
+            raise NotImplementedError(f"{dtype}: not among the {sweep.current_sweep().name} sweep's speedup dtypes")
         self.step = _prepare(impl, shape, dtype, device, mode).step
         base = linear_impls.get(linear_impls.baseline())
         # A step of its own, on inputs of its own: for the baseline's row, a second instance.

@@ -257,7 +257,10 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
     patterns["RelativeToTorch"] = \
         rf"^bench_linear\.RelativeToTorch\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}, '[^']+'\)$"
     # The first screen's speedups: each implementation against the baseline, interleaved.
-    patterns["Speedup"] = rf"^bench_linear\.Speedup\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}, '[^']+'\)$"
+    speedup_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.speedup_dtypes]
+    if speedup_dtypes:
+        patterns["Speedup"] = \
+            rf"^bench_linear\.Speedup\.\w+\({eager}, {shapes}, {alt(speedup_dtypes)}, {alt(devices)}, '[^']+'\)$"
     compile_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.compile_dtypes]
     if sweep_def.compile_shapes and compile_dtypes:
         cases = f"{compiled_impl}, {alt(sweep_def.compile_shapes)}, {alt(compile_dtypes)}, {alt(devices)}"

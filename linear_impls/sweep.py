@@ -149,6 +149,11 @@ class Sweep:
     compile_shapes: tuple[str, ...] = ()
     compile_dtypes: tuple[str, ...] = ("float32",)
     compile_modes: tuple[str, ...] = ("forward",)
+    # Dtypes whose speedups over the baseline are timed interleaved (bench_linear.Speedup):
+    # two processes per case, 2-3 minutes a dtype for the default sweep here, so the
+    # default sweep's first screen is interleaved in float32 and a wall-time quotient,
+    # marked so, in the others.
+    speedup_dtypes: tuple[str, ...] = ("float32",)
 
     def in_compile_subset(self, shape_id: str, dtype: str, mode: str) -> bool:
         """Whether a compiled variant runs this case in this sweep."""
@@ -161,7 +166,7 @@ SWEEPS = {
     # Compiled: an overhead-bound call (compiling cannot beat the Python it removes by
     # much) and a mid-size one (where it fuses mul_sum's broadcast product away).
     "default": Sweep("default", DEFAULT_SHAPES, DTYPES, 0.12, compile_shapes=("1x64x64", "64x256x256")),
-    "full": Sweep("full", FULL_SHAPES, DTYPES, 2.0, memory_dtypes=DTYPES,
+    "full": Sweep("full", FULL_SHAPES, DTYPES, 2.0, memory_dtypes=DTYPES, speedup_dtypes=DTYPES,
                   compile_shapes=("1x64x64", "64x256x256", "512x1024x1024"), compile_modes=MODES),
 }
 

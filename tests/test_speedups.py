@@ -53,28 +53,43 @@ def test_interleaved_speedups_decide_the_verdict(tmp_path):
     assert set(t["speedup_source"]) == {"interleaved"}
     assert t.loc["twice", "speedup_verdict"] == "slower"
     assert t.loc["twice", "speedup"] == pytest.approx(0.50)
-    # The interval: the processes' lowest and highest, widened by the null control's widest
-    # miss of 1 (0.99: 1/0.99 is the wider of it and 1.01).
-    assert t.loc["twice", "low"] == pytest.approx(0.49 * 0.99)
-    assert t.loc["twice", "high"] == pytest.approx(0.51 / 0.99)
+    assert t.loc["twice", "high"] < 1 < t.loc["faster", "low"]
     assert t.loc["faster", "speedup_verdict"] == "faster"
     # The same kernel reads the same: within the factor, whatever its interval.
     assert t.loc["f_linear", "speedup_verdict"] == "same"
     assert t.loc["noisy", "speedup_verdict"] == "same"  # its interval includes 1
     assert t.loc["nn_linear", "speedup_verdict"] == "same"
+    # The spread between processes is pooled over the case: every interval is as wide (in
+    # log terms), the noisy one's spread widening all of them.
+    widths = (t["high"] / t["low"]).astype(float)
+    assert widths.max() == pytest.approx(widths.min())
+    # Two processes each: sd of the logs of a pair = |log ratio| / sqrt(2); their mean's
+    # standard error divides that by sqrt(2) again; two of them either side.
+    pairs = [(0.99, 1.01), (0.97, 0.98), (0.49, 0.51), (1.30, 1.35), (0.85, 1.20)]
+    pooled = math.sqrt(sum(math.log(b / a) ** 2 / 2 for a, b in pairs) / len(pairs))
+    assert math.log(widths.iloc[0]) == pytest.approx(2 * 2 * pooled / math.sqrt(2))
     noise = analysis.within_noise(t.reset_index()).to_numpy()
     assert list(noise) == [False, True, False, False, True]  # never the baseline's own row
     # The fastest is decided by the speedup, not by the wall times (which favour f_linear and twice).
     assert t.index[t["best"]].tolist() == ["faster"]
 
 
-def test_a_wide_null_control_widens_every_interval_of_its_case(tmp_path):
-    write(tmp_path, {"nn_linear": (0.75, 1.25), "f_linear": (0.97, 0.98), "twice": (0.49, 0.51),
+def test_a_noisy_or_biased_null_control_widens_every_interval_of_its_case(tmp_path):
+    write(tmp_path, {"nn_linear": (0.70, 1.30), "f_linear": (0.97, 0.98), "twice": (0.49, 0.51),
                      "faster": (1.30, 1.35), "noisy": (0.85, 1.20)})
     t = rated(tmp_path)
-    assert t.loc["faster", "low"] == pytest.approx(1.30 * 0.75)
     assert t.loc["faster", "speedup_verdict"] == "same"  # 1.3x is inside this case's noise
     assert t.loc["twice", "speedup_verdict"] == "slower"  # 0.5x is not
+    assert (t.loc["nn_linear", "null_low"], t.loc["nn_linear", "null_high"]) == (0.70, 1.30)
+    # Two instances of the baseline 15% apart, steady in each process: a bias between
+    # instances that no spread between processes shows, and it widens the case's intervals.
+    steady = {"f_linear": (0.97, 0.97), "twice": (0.50, 0.50), "faster": (1.30, 1.30), "noisy": (1.0, 1.0)}
+    write(tmp_path / "fair", {"nn_linear": (1.0, 1.0), **steady})
+    write(tmp_path / "biased", {"nn_linear": (1.15, 1.15), **steady})
+    fair, biased = rated(tmp_path / "fair"), rated(tmp_path / "biased")
+    assert fair.loc["faster", "low"] == pytest.approx(1.30)  # no spread anywhere: a point
+    assert biased.loc["faster", "low"] == pytest.approx(1.30 / 1.15)
+    assert biased.loc["faster", "speedup_verdict"] == "faster"
 
 
 def test_without_interleaved_speedups_the_wall_time_quotient_stays_and_says_so(tmp_path):
