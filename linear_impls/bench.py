@@ -220,7 +220,7 @@ COMPILED_IMPL = rf"'{_COMPILED_PREFIX}[^']+'"
 # page can tell one process's samples from the next one's (report.load.process_spread).
 SPEEDUP_BLOCKS = 12
 # Processes per speedup case: the page's interval spans the spread between them.
-SPEEDUP_PROCESSES = 2
+SPEEDUP_PROCESSES = 3
 
 
 def param_alternatives(values) -> str:

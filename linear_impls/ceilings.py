@@ -6,14 +6,17 @@ thread count.  As triton's roofline tool does:
 
 * **compute**: the best rate of the kernels a linear layer reaches in the dtype: a large
   square GEMM (``torch.mm``, the size grown until one call takes at least
-  ``MIN_CALL_SECONDS`` so it runs at its steady rate) and a GEMV (``torch.mv`` on a
-  ``GEMV_SIZE`` square matrix).  The best of both, because a dtype's fast path is not
-  always the GEMM's: on a CPU without native half-precision matrix units, float16's
-  large GEMM takes a slow path while its GEMV does not, and a GEMM-only roof left
-  every float16 GEMV case at 4-14x "of its roof";
-* **bandwidth**: the best rate of a streaming triad ``a = b + s·c`` (``torch.add(b, c,
+  ``MIN_CALL_SECONDS`` so it runs at its steady rate) and a GEMV on a ``GEMV_SIZE``
+  square matrix, both as ``torch.mv`` and as a linear layer of one row
+  (``F.linear``, which takes another kernel).  The best of them, because a dtype's fast
+  path is not always the GEMM's: on a CPU without native half-precision matrix units,
+  float16's large GEMM takes a slow path while its GEMV does not, and a GEMM-only roof
+  left every float16 GEMV case at 4-14x "of its roof";
+* **bandwidth**: the better of a streaming triad ``a = b + s·c`` (``torch.add(b, c,
   alpha=s, out=a)``) over arrays far larger than the caches, counting the three
-  arrays moved once each (STREAM's convention).
+  arrays moved once each (STREAM's convention), and the float32 GEMV's stream of its
+  matrix (bytes read over time): a read-only stream, which a linear layer's weight is,
+  ran twice the triad's rate here, and a triad-only roof put the GEMV cases at 2x it.
 
 Both are best-of-N: a ceiling is what the machine can do, and on a shared runner
 interference only ever lowers a rate.
@@ -33,7 +36,9 @@ MIN_CALL_SECONDS = 0.05
 MAX_GEMM_SIZE = {"cpu": 4096, "cuda": 16384}
 # Each triad array: far beyond the last-level cache (tens of MiB on a server CPU).
 TRIAD_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30}
-REPEATS = 5
+# Best of this many calls: interference only lowers a rate, and on a shared machine five
+# calls left a float16 GEMM peak 25% under a sweep case's rate (10 calls: ~1 s a dtype here).
+REPEATS = 10
 GEMV_SIZE = {"cpu": 4096, "cuda": 16384}
 
 
@@ -61,13 +66,19 @@ def peak_gflops(dtype: str, device: str = "cpu") -> tuple[float, int]:
 
 
 def gemv_gflops(dtype: str, device: str = "cpu") -> tuple[float, int]:
-    """(GFLOP/s, n): the best rate of an n x n matrix times a vector (2n² FLOPs)."""
+    """(GFLOP/s, n): the best rate of an n x n matrix times a vector (2n² FLOPs), as
+    ``torch.mv`` or as a linear layer of one row, whichever kernel is faster."""
+    return 2 * GEMV_SIZE[device] ** 2 / _gemv_seconds(dtype, device) / 1e9, GEMV_SIZE[device]
+
+
+def _gemv_seconds(dtype: str, device: str) -> float:
     td = dtype_of(dtype)
     n = GEMV_SIZE[device]
     a = torch.randn(n, n, device=device).to(td)
     x = torch.randn(n, device=device).to(td)
-    seconds = _best(lambda: torch.mv(a, x), device, repeats=REPEATS * 4)
-    return 2 * n * n / seconds / 1e9, n
+    row = x.reshape(1, n)
+    return min(_best(lambda: torch.mv(a, x), device, repeats=REPEATS * 2),
+               _best(lambda: torch.nn.functional.linear(row, a), device, repeats=REPEATS * 2))
 
 
 def gemm_gflops(dtype: str, device: str = "cpu") -> tuple[float, int]:
@@ -81,15 +92,25 @@ def gemm_gflops(dtype: str, device: str = "cpu") -> tuple[float, int]:
         if seconds >= MIN_CALL_SECONDS or n >= MAX_GEMM_SIZE[device]:
             break
         n *= 2
-    seconds = _best(lambda: torch.mm(a, b), device)
+    seconds = min(_best(lambda: torch.mm(a, b), device),
+                  _best(lambda: torch.nn.functional.linear(a, b), device, repeats=REPEATS // 2))
     return 2 * n**3 / seconds / 1e9, n
 
 
 def bandwidth_gbs(device: str = "cpu") -> float:
-    """GB/s (10^9 bytes) of a float32 triad ``a = b + s·c``: three arrays moved per call."""
+    """GB/s (10^9 bytes): the better of a float32 triad ``a = b + s·c`` (three arrays moved
+    per call) and a float32 GEMV's read of its matrix."""
+    return max(triad_gbs(device), gemv_stream_gbs(device))
+
+
+def triad_gbs(device: str = "cpu") -> float:
     n = TRIAD_BYTES[device] // 4
     b = torch.ones(n, device=device)
     c = torch.ones(n, device=device)
     a = torch.empty(n, device=device)
     seconds = _best(lambda: torch.add(b, c, alpha=0.5, out=a), device)
     return 3 * TRIAD_BYTES[device] / seconds / 1e9
+
+
+def gemv_stream_gbs(device: str = "cpu") -> float:
+    return 4 * GEMV_SIZE[device] ** 2 / _gemv_seconds("float32", device) / 1e9

@@ -40,10 +40,12 @@ def rated(tmp_path):
 
 
 def test_process_spread_splits_samples_by_process():
-    assert process_spread([1.0] * N + [2.0] * N, N) == (1.0, 2.0)
-    assert process_spread([1.0] * N, N) == (None, None)  # one process: no spread between processes
-    assert process_spread([1.0] * (N + 1), N) == (None, None)  # not whole processes: not split
-    assert process_spread(None, N) == (None, None)
+    lo, hi, sd, n = process_spread([1.0] * N + [2.0] * N, N)
+    assert (lo, hi, n) == (1.0, 2.0, 2) and sd == pytest.approx(math.log(2) / math.sqrt(2))
+    nothing = (None, None, None, None)
+    assert process_spread([1.0] * N, N) == nothing  # one process: no spread between processes
+    assert process_spread([1.0] * (N + 1), N) == nothing  # not whole processes: not split
+    assert process_spread(None, N) == nothing
 
 
 def test_interleaved_speedups_decide_the_verdict(tmp_path):
