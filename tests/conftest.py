@@ -100,6 +100,8 @@ def asv_run(tmp_path_factory):
         # The compiled variants' compile cost: n/a in the quick sweep (no compile subset), cheap,
         # and recorded so asv's summary page has a graph for every benchmark it lists.
         r"^bench_linear\.CompileCost\.\w+\('compiled_f_linear', '1x8x8', 'float32', 'cpu', 'forward'\)$",
+        # One interleaved speedup, so asv's summary page has a graph for that benchmark too.
+        r"^bench_linear\.Speedup\.\w+\('f_linear', '1x8x8', 'float32', 'cpu', 'forward'\)$",
         # The roofline's ceilings, as the sweep measures them.
         r"^bench_linear\.(?:Ceilings\.\w+\('float32', 'cpu'\)|MemoryBandwidth\.\w+\('cpu'\))$",
     ]

@@ -161,7 +161,7 @@ def figures(d: Analysed | None) -> dict[str, list[dict]]:
         return out
     meta = d.latest_files.set_index("file")[["machine", "env", "commit"]]
     base = registry.baseline()
-    rated = d.rated[d.rated["status"] == "ok"].join(meta, on="file", rsuffix="_file")
+    rated = d.rated[d.rated["status"] == "ok"]  # its rows carry machine, env and commit
     rated = rated.assign(baseline=base, verdict=[
         v if v else ("same" if same else "") for v, same in zip(rated["speedup_verdict"], rated["within_noise"],
                                                                  strict=True)])
