@@ -350,9 +350,12 @@ def verdicts(rated: pd.DataFrame) -> pd.DataFrame:
         rows.append({"file": int(file_id), "device": device, "dtype": dtype, "mode": mode, "n_shapes": n_shapes,
                      "ranking": ranking,
                      "fastest": sorted(fastest.items(), key=lambda kv: (-kv[1], kv[0])),
-                     "failed": impl_order(set(grp.loc[grp["status"] == "failed", "impl"]))})
+                     "failed": impl_order(set(grp.loc[grp["status"] == "failed", "impl"])),
+                     # Whether every speedup behind the row was timed interleaved with the baseline.
+                     "interleaved": bool(len(ok)) and "speedup_source" in ok.columns
+                     and bool((ok["speedup_source"] == "interleaved").all())})
     table = pd.DataFrame(rows, columns=["file", "device", "dtype", "mode", "n_shapes", "ranking", "fastest",
-                                        "failed"])
+                                        "failed", "interleaved"])
     if table.empty:
         return table
     table["_o"] = [(_rank(sweep.DEVICES, d), _rank(sweep.DTYPES, t), _rank(sweep.MODES, m))

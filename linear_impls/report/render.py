@@ -207,6 +207,7 @@ def verdict_block(d) -> list[dict]:
             top = r.ranking[0][0] if r.ranking else None
             rows.append({"label": f"{r.dtype} · {r.mode}" + ("" if r.device == "cpu" else f" · {r.device}"),
                          "n": r.n_shapes, "top": top, "fastest": r.fastest, "failed": r.failed,
+                         "interleaved": bool(r.interleaved),
                          "cells": [(impl, *by_impl[impl], speedup_colour(by_impl[impl][0])) if impl in by_impl
                                    else (impl, None, 0, "#fff") for impl in impls]})
         blocks.append({"machine": f.machine, "env": f.env, "commit": f.commit, "impls": impls, "rows": rows,
