@@ -274,12 +274,13 @@ class Speedup:
     param_names = ["impl", "shape", "dtype", "device", "mode"]
     # asv gives a track benchmark one round: linbench run asks for SPEEDUP_PROCESSES
     # (``-a rounds=N``); plain asv gets one process, and the page an interval within it.
-    # A block of at least 2 ms, longer when a case's call is longer than that.
+    # A block lasts at least this long, longer when one call does.
     block_seconds = 2e-3
 
     def setup(self, impl, shape, dtype, device, mode):
-        if dtype not in sweep.current_sweep().speedup_dtypes:
-            raise NotImplementedError(f"{dtype}: not among the {sweep.current_sweep().name} sweep's speedup dtypes")
+        current = sweep.current_sweep()
+        if dtype not in current.speedup_dtypes:
+            raise NotImplementedError(f"{dtype}: not among the {current.name} sweep's speedup dtypes")
         self.step = _prepare(impl, shape, dtype, device, mode).step
         base = linear_impls.get(linear_impls.baseline())
         # A step of its own, on inputs of its own: for the baseline's row, a second instance.

@@ -48,8 +48,9 @@ def run_once(machine: str, results: Path, plugin_dir: Path, processes: int) -> f
     from linear_impls import bench, sweep
 
     asv = str(Path(sys.executable).parent / "asv")
-    conf = json.loads("\n".join(line for line in (ROOT / "asv.conf.json").read_text().splitlines()
-                                if not line.strip().startswith("//")))
+    from asv import util
+
+    conf = util.load_json(str(ROOT / "asv.conf.json"), js_comments=True)
     conf.update(results_dir=str(results), env_dir=str(ROOT / ".asv" / "env"), repo=str(ROOT),
                 benchmark_dir=str(ROOT / "benchmarks"), html_dir=str(results.parent / "html"))
     config = results.parent / "asv.conf.json"

@@ -150,7 +150,7 @@ class Sweep:
     compile_dtypes: tuple[str, ...] = ("float32",)
     compile_modes: tuple[str, ...] = ("forward",)
     # Dtypes whose speedups over the baseline are timed interleaved (bench_linear.Speedup):
-    # two processes per case, 2-3 minutes a dtype for the default sweep here, so the
+    # bench.SPEEDUP_PROCESSES processes per case, ~3.5 minutes a dtype for the default sweep here, so the
     # default sweep's first screen is interleaved in float32 and a wall-time quotient,
     # marked so, in the others.
     speedup_dtypes: tuple[str, ...] = ("float32",)

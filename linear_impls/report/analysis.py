@@ -96,19 +96,16 @@ def rates(frame: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
-SPEEDUP_COLUMNS = ["speedup_source", "low", "high", "null_low", "null_high", "speedup_verdict"]
-
-
 def _interleaved_speedups(t: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     """The speedup of each timed row from ``Speedup.track_speedup`` where one was recorded:
     the baseline and the implementation in alternating blocks in one process, in several
     processes.
 
     ``low``/``high``: the speedup ± two standard errors of its processes' mean, the spread
-    between processes pooled over every implementation of the case (two processes give
-    each one a single degree of freedom; the case's ten give ten), and widened by the
-    case's null control's miss of 1 (the baseline against a second instance of itself:
-    ``null_low``/``null_high`` its processes).  With one process (plain asv), asv's 99%
+    between processes pooled over every implementation of the case (a few processes give
+    each one a degree of freedom or two; the case's ten implementations pool them), and
+    widened by the case's null control's miss of 1 (the baseline against a second
+    instance of itself: ``null_low``/``null_high`` its processes).  With one process (plain asv), asv's 99%
     interval.  ``speedup_verdict`` faster, slower or same by :func:`verdict.classify`.
     Elsewhere the speedup stays the wall-time quotient, ``speedup_source`` "wall time"
     and no verdict."""
