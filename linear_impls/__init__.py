@@ -15,6 +15,11 @@ Public API::
             return x @ wt + bias
         return forward
 
+    @linear_impls.register_module(description="my own layer, built like nn.Linear")
+    class MyLinear(nn.Linear):           # cls(in_features, out_features, bias=True)
+        def forward(self, x):            # checked for outputs, and as a drop-in for nn.Linear
+            return x @ self.weight.T + self.bias
+
     linear_impls.names()          # sorted names, built-ins and plugins
     linear_impls.get("f_linear")  # the record; unknown name -> KeyError listing the known names
 """
@@ -22,6 +27,7 @@ Public API::
 from . import builtins as _builtins  # noqa: F401  (registers the built-ins)
 from .registry import (
     PLUGIN_ERRORS,
+    DropInError,
     Impl,
     Limits,
     RegistryError,
@@ -31,11 +37,13 @@ from .registry import (
     names,
     register,
     register_forward,
+    register_module,
     select,
     unregister,
 )
 
 __all__ = [
+    "DropInError",
     "Impl",
     "Limits",
     "PLUGIN_ERRORS",
@@ -46,6 +54,7 @@ __all__ = [
     "names",
     "register",
     "register_forward",
+    "register_module",
     "select",
     "unregister",
 ]

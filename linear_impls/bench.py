@@ -244,7 +244,12 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
     shapes, dtypes = alt(sweep_def.shapes), alt(sweep_def.dtypes)
     mem_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.memory_dtypes]
     eager, compiled_impl = EAGER_IMPL, COMPILED_IMPL
+    # Implementations that are checked but never timed do not even start a process.
+    untimed = [n for n in registry.names() if registry.get(n).untimed]
+    if impls is None and untimed:
+        eager = rf"(?!{alt(untimed)}[,)]){EAGER_IMPL}"
     if impls is not None:
+        impls = [i for i in impls if i not in untimed]
         is_compiled = re.compile(COMPILED_IMPL).fullmatch
         # (?!) matches nothing: a family none of the chosen implementations belongs to.
         eager = alt([i for i in impls if not is_compiled(repr(i))]) if impls else "(?!)"

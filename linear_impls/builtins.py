@@ -5,27 +5,24 @@ Every factory receives ``weight`` (out_features, in_features) and ``bias``
 ``x`` of shape (*, in_features).  Whatever can be prepared once (a module, a view)
 is prepared in the factory, outside the timed closure.  They are written as full
 factories, not with ``register_forward``'s short form, so that what is timed is the
-expression alone, without the extra Python call the short form adds.
+expression alone, without the extra Python call the short form adds.  Module
+implementations (``register_module``: nn.Linear itself and two hand-made layers) are
+classes built like nn.Linear; the drop-in checks (``dropin.py``) look at them as modules.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import Limits, register
+from .registry import Limits, register, register_module
 
-
-@register("nn_linear", description="torch.nn.Linear holding the given parameters", expression="nn.Linear(in, out)(x)",
-          baseline=True)
-def nn_linear(weight, bias):
-    out_features, in_features = weight.shape
-    layer = nn.Linear(in_features, out_features, bias=bias is not None, device="meta")
-    layer.weight = weight
-    if bias is not None:
-        layer.bias = bias
-    return layer
+# nn.Linear itself: built as a user builds it, then given the case's parameters.
+register_module("nn_linear", description="torch.nn.Linear holding the given parameters",
+                expression="nn.Linear(in, out)(x)", baseline=True)(nn.Linear)
 
 
 @register("f_linear", description="the functional form of nn.Linear", expression="F.linear(x, W, b)")
@@ -88,26 +85,53 @@ def einsum(weight, bias):
     return forward
 
 
+@register_module(
+    "custom_parameter",
+    description="a hand-written nn.Module holding nn.Parameter weight and bias, initialised as nn.Linear is",
+    expression="CustomLinear(in, out)(x)  # x @ self.weight.t() + self.bias",
+)
 class CustomLinear(nn.Module):
-    """The hand-made layer: an nn.Module holding nn.Parameter weight and bias."""
+    """The hand-made layer done right: nn.Linear's (out_features, in_features) layout, its
+    U(-1/sqrt(in), 1/sqrt(in)) initialisation, its attributes and its state_dict keys."""
 
-    def __init__(self, weight: nn.Parameter, bias: nn.Parameter | None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__()
-        self.weight = weight
-        self.bias = bias
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # What nn.Linear's kaiming_uniform_(a=sqrt(5)) works out to, drawn directly.
+        bound = 1.0 / math.sqrt(self.in_features) if self.in_features else 0.0
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
     def forward(self, x):
         y = x @ self.weight.t()
         return y if self.bias is None else y + self.bias
 
 
-@register(
-    "custom_parameter",
-    description="a hand-written nn.Module holding nn.Parameter weight and bias",
-    expression="CustomLinear(W, b)(x)  # x @ self.weight.t() + self.bias",
+@register_module(
+    "custom_linear_layer",
+    description="a seed article's CustomLinearLayer exactly as written: right outputs for given weights, "
+                "but drawn from randn, so not a drop-in replacement for nn.Linear",
+    expression="CustomLinearLayer(in, out)(x)  # torch.matmul(x, self.weight.T) + self.bias",
+    untimed="checked only: its forward is matmul_t's expression, timed there",
 )
-def custom_parameter(weight, bias):
-    return CustomLinear(weight, bias)
+class CustomLinearLayer(nn.Module):
+    # As the article writes it (its claim: "like nn.Linear"); the drop-in checks say where it is not.
+    def __init__(self, input_dim, output_dim):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(output_dim, input_dim))
+        self.bias = nn.Parameter(torch.randn(output_dim))
+
+    def forward(self, x):
+        return torch.matmul(x, self.weight.T) + self.bias
 
 
 @register(

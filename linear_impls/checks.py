@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import dropin
 from .registry import Impl
 from .sweep import DTYPES, Shape, dtype_of
 
@@ -320,7 +321,10 @@ def run_check(impl: Impl, case: CheckCase, dtype: str, device: str, check: str, 
     check of their own (large) shapes skips them, while ``linbench check`` runs them.
     """
     result = CheckResult.of(impl.name, case, dtype, device, check, "pass")
-    limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(case.shape.input_shape)) \
+    if dropin.is_dropin(check):
+        result.status, result.reason = dropin.run(impl, check)
+        return result
+    limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(case.shape.input_shape), bias=case.bias) \
         or impl.unavailable(device)
     if limit:
         result.status, result.reason = "skip", limit
@@ -530,16 +534,23 @@ def _backward_call(s: _Subject, i: int, label: str, frozen: bool = False) -> _Wo
 
 
 CHECKS = ("forward", "backward")
+# The drop-in checks' row: they build the module themselves (dropin.LAYOUT_SHAPES and
+# INIT_SHAPE); this names the first layout they use, in the module's default dtype.
+DROPIN_CASE = CheckCase("module", Shape((5,), *dropin.LAYOUT_SHAPES[0]))
 
 
 def iter_checks(impl: Impl, devices: list[str], dtypes: tuple[str, ...] = DTYPES,
                 cases: tuple[CheckCase, ...] = CASES) -> Iterator[tuple[CheckCase, str, str, str]]:
-    """Every (case, dtype, device, check) the checks run for one implementation."""
+    """Every (case, dtype, device, check) the checks run for one implementation: the output
+    checks, then, for a module implementation checked on the CPU, the drop-in checks."""
     for device in devices:
         for dtype in dtypes:
             for case in cases:
                 for check in CHECKS:
                     yield case, dtype, device, check
+    if impl.module is not None and "cpu" in devices:
+        for check in dropin.CHECKS:
+            yield DROPIN_CASE, "float32", "cpu", check
 
 
 def run_all(impl: Impl, devices: list[str], dtypes: tuple[str, ...] = DTYPES) -> list[CheckResult]:

@@ -96,7 +96,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from . import checkrun, compiled
+    from . import checkrun, compiled, dropin
 
     variants = _compile(args.compile)
     impls = _select(args.impl)
@@ -133,11 +133,12 @@ def cmd_check(args) -> int:
         all_results = [r for results in pool.map(run, plans) for r in results]
     if progress:
         print(file=sys.stderr)
-    failed = [r for r in all_results if r.status == "fail"]
+    failed = [r for r in all_results if r.status == "fail" and not dropin.is_dropin(r.check)]
+    not_dropin = [r for r in all_results if r.status == "fail" and dropin.is_dropin(r.check)]
     if args.json:
         print(json.dumps([r.to_dict() for r in all_results], indent=1))
     else:
-        _print_check_table(all_results, failed)
+        _print_check_table(all_results, failed, not_dropin)
     for name in sorted(i.name for i in impls if compiled.is_compiled(i.name)):
         try:
             got = compiled.explain(name)
@@ -150,7 +151,9 @@ def cmd_check(args) -> int:
               f"break{'s' if got['graph_breaks'] != 1 else ''}" + (f" ({'; '.join(got['reasons'])})"
                                                                   if got["reasons"] else ""),
               file=sys.stderr if args.json else sys.stdout)
-    return 1 if failed else 0
+    # A layer that is not a drop-in replacement may still compute the right outputs: that is
+    # the verdict unless the user asks for both.
+    return 1 if failed or (args.require_dropin and not_dropin) else 0
 
 
 def _compile(value: str | None) -> list[str]:
@@ -168,7 +171,9 @@ def _compile(value: str | None) -> list[str]:
     return compiled.register_from_env()
 
 
-def _print_check_table(results, failed) -> None:
+def _print_check_table(results, failed, not_dropin) -> None:
+    from . import dropin
+
     width = max([18, *(len(r.impl) for r in results)])
     if failed:
         print("FAILED CHECKS")
@@ -176,26 +181,43 @@ def _print_check_table(results, failed) -> None:
             shape = "x".join(map(str, r.shape)) or "()"
             print(f"  {r.impl:<{width}} {r.check:<8} {r.dtype:<8} {r.device:<4} {r.case:<26} {shape:<10} {r.reason}")
         print()
+    if not_dropin:
+        print("NOT A DROP-IN REPLACEMENT FOR nn.Linear (the outputs' verdict stands apart)")
+        for r in not_dropin:
+            print(f"  {r.impl:<{width}} {r.check.removeprefix(dropin.PREFIX):<12} {r.reason}")
+        print()
     by_impl: dict[str, dict[str, int]] = {}
+    # Module implementations: "yes", or the drop-in checks that failed.
+    dropin_of: dict[str, list[str]] = {}
     # The worst passing error against float64 as a multiple of torch's own, per implementation and dtype.
     vs_torch: dict[str, dict[str, float]] = {}
     for r in results:
+        if dropin.is_dropin(r.check):
+            mine = dropin_of.setdefault(r.impl, [])
+            if r.status == "fail":
+                mine.append(r.check.removeprefix(dropin.PREFIX))
+            continue
         counts = by_impl.setdefault(r.impl, {"pass": 0, "fail": 0, "skip": 0})
         counts[r.status] += 1
         if r.status == "pass" and r.torch_error_ratio is not None:
             mine = vs_torch.setdefault(r.impl, {})
             mine[r.dtype] = max(mine.get(r.dtype, 0.0), r.torch_error_ratio)
     dtypes = [d for d in sweep.DTYPES if any(d in v for v in vs_torch.values())]
-    print(f"{'implementation':<{width + 2}} {'pass':>5} {'fail':>5} {'skip':>5}        "
+    print(f"{'implementation':<{width + 2}} {'pass':>5} {'fail':>5} {'skip':>5}        {'drop-in':<22}"
           + (f"worst RMSE vs torch's: {' '.join(f'{d:>8}' for d in dtypes)}" if dtypes else ""))
     for name, c in by_impl.items():
         worst = " ".join(f"{vs_torch[name][d]:>7.2f}x" if d in vs_torch.get(name, {}) else f"{'–':>8}"
                          for d in dtypes)
+        di = ("–" if name not in dropin_of else "yes" if not dropin_of[name]
+              else "no: " + ", ".join(dropin_of[name]))
         print(f"{name:<{width + 2}} {c['pass']:>5} {c['fail']:>5} {c['skip']:>5}  {'FAIL' if c['fail'] else 'ok  '}  "
-              + (f"{'':22}{worst}" if dtypes else ""))
+              + f"{di:<22}" + (f"{'':22}{worst}" if dtypes else ""))
     n_fail = sum(c["fail"] for c in by_impl.values())
-    print(f"\n{len(results)} checks, {n_fail} failed, {len(by_impl)} implementations"
-          + (f", {sum(1 for c in by_impl.values() if c['fail'])} with failures" if n_fail else ""))
+    print(f"\n{sum(c['pass'] + c['fail'] + c['skip'] for c in by_impl.values())} checks, {n_fail} failed, "
+          f"{len(by_impl)} implementations"
+          + (f", {sum(1 for c in by_impl.values() if c['fail'])} with failures" if n_fail else "")
+          + (f"; {len(dropin_of)} modules, {sum(1 for v in dropin_of.values() if not v)} drop-in replacements "
+             "for nn.Linear" if dropin_of else ""))
 
 
 def cmd_check_worker(args) -> int:
@@ -379,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), metavar="N",
                    help="implementations checked at once (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress on the terminal")
+    p.add_argument("--require-dropin", action="store_true",
+                   help="exit 1 also when a module implementation is not a drop-in replacement for nn.Linear "
+                        "(state_dict, initialisation, attributes, portability)")
     p.add_argument("--compile", metavar="NAMES", help="also check the torch.compile'd variants of these "
                    "implementations (comma-separated, or 'all'), and report their graph breaks")
     p.set_defaults(func=cmd_check)

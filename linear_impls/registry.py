@@ -20,7 +20,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -55,9 +55,13 @@ class Limits:
     # of (batch, in_features, out_features, itemsize): lets a sweep skip a case that
     # would not fit in memory before allocating anything.
     workspace: Callable[[int, int, int, int], int] | None = None
+    # Always adds a bias: a module whose constructor takes no ``bias`` argument.
+    bias_required: bool = False
 
-    def excludes(self, *, dtype: str, device: str, rank: int) -> str | None:
+    def excludes(self, *, dtype: str, device: str, rank: int, bias: bool = True) -> str | None:
         """The reason a case is outside these limits, or None if it is inside."""
+        if self.bias_required and not bias:
+            return "always adds a bias (its constructor takes no bias argument)"
         if self.dtypes is not None and dtype not in self.dtypes:
             return f"declared dtypes {list(self.dtypes)}"
         if self.devices is not None and device not in self.devices:
@@ -76,6 +80,8 @@ class Limits:
             parts.append(f"max_rank={self.max_rank}")
         if self.workspace is not None:
             parts.append("extra memory")
+        if self.bias_required:
+            parts.append("bias always")
         return "; ".join(parts) or "none"
 
 
@@ -90,6 +96,11 @@ class Impl:
     limits: Limits = field(default_factory=Limits)
     source: str = "builtin"  # "builtin", or the plugin module / entry point that added it
     baseline: bool = False  # the one every speedup is measured against
+    # The nn.Module class of a module implementation (``register_module``): what the drop-in
+    # checks build like nn.Linear.  None for factories of given parameters.
+    module: type | None = None
+    # Why it is checked but never timed (None: timed like every other).
+    untimed: str | None = None
 
     def unavailable(self, device: str) -> str | None:
         """Why this implementation cannot run on ``device`` here (None when it can): what its
@@ -131,9 +142,13 @@ def register(
     expression: str | None = None,
     limits: Limits | None = None,
     baseline: bool = False,
+    untimed: str | None = None,
+    module: type | None = None,
 ) -> Callable[[Factory], Factory]:
     """Register ``factory(weight, bias) -> forward`` under ``name`` (default: the factory's own
-    name); returns the factory unchanged.
+    name); returns the factory unchanged.  ``untimed``: why it is checked but never timed
+    (its cases are n/a in the benchmarks with that reason).  ``module``: set by
+    ``register_module``.
 
     >>> @register(description="x @ W.T + b, written out")
     ... def my_impl(weight, bias):
@@ -162,8 +177,114 @@ def register(
             limits=limits or Limits(),
             source=_current_source,
             baseline=baseline,
+            module=module,
+            untimed=untimed,
         )
         return factory
+
+    return decorator
+
+
+class DropInError(RuntimeError):
+    """A module implementation whose state does not line up with nn.Linear's: it is not timed."""
+
+
+def takes_bias(cls: type) -> bool:
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return True
+    return "bias" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def build_module(cls: type, in_features: int, out_features: int, bias: bool = True):
+    """``cls(in_features, out_features, bias=...)`` as nn.Linear is built; a class whose
+    constructor takes no ``bias`` is built as ``cls(in_features, out_features)``."""
+    if takes_bias(cls):
+        return cls(in_features, out_features, bias=bias)
+    return cls(in_features, out_features)
+
+
+def linear_state_layout(in_features: int, out_features: int, bias: bool) -> dict[str, tuple[int, ...]]:
+    """The keys and shapes of ``nn.Linear(in_features, out_features, bias).state_dict()``."""
+    layout = {"weight": (out_features, in_features)}
+    if bias:
+        layout["bias"] = (out_features,)
+    return layout
+
+
+def layout_mismatch(module, in_features: int, out_features: int, bias: bool) -> str | None:
+    """How ``module``'s ``state_dict`` differs from nn.Linear's in keys and shapes (None: it does not)."""
+    want = linear_state_layout(in_features, out_features, bias)
+    got = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if set(got) != set(want):
+        return (f"state_dict keys {sorted(got)} are not nn.Linear's {sorted(want)} "
+                f"(in_features={in_features}, out_features={out_features}, bias={bias})")
+    for key, shape in want.items():
+        if got[key] != shape:
+            return (f"state_dict[{key!r}] has shape {list(got[key])}, nn.Linear's is {list(shape)}"
+                    + (" (out_features, in_features)" if key == "weight" else ""))
+    return None
+
+
+def _module_factory(cls: type, label: str) -> Factory:
+    def factory(weight, bias):
+        out_features, in_features = weight.shape
+        layer = build_module(cls, in_features, out_features, bias is not None)
+        wrong = layout_mismatch(layer, in_features, out_features, bias is not None)
+        if wrong:
+            raise DropInError(f"{cls.__name__}: {wrong}; not timed")
+        # Buffers and anything else the module holds follow the case's device and dtype; the
+        # parameters are then the given ones themselves, so gradients and in-place updates reach them.
+        layer.to(device=weight.device, dtype=weight.dtype)
+        for key, param in (("weight", weight), ("bias", bias)):
+            if param is None:
+                continue
+            if key not in layer._parameters:
+                raise DropInError(f"{cls.__name__}: state_dict[{key!r}] is not an nn.Parameter of the module "
+                                  "(a buffer?); not timed")
+            setattr(layer, key, param)
+        return layer
+
+    factory.__module__, factory.__name__, factory.__qualname__ = cls.__module__, label, cls.__qualname__
+    # The check cache keys on the class's module and on this one (which builds it).
+    factory.key_modules = (cls.__module__, __name__)
+    return factory
+
+
+def register_module(
+    name: str | None = None,
+    *,
+    description: str,
+    expression: str | None = None,
+    limits: Limits | None = None,
+    baseline: bool = False,
+    untimed: str | None = None,
+) -> Callable[[type], type]:
+    """Register an ``nn.Module`` class built like nn.Linear, ``cls(in_features, out_features,
+    bias=True)``, under ``name`` (default: the class's name); returns the class unchanged.
+
+    Checks and benchmarks build it, then give it their parameters under the keys of
+    nn.Linear's ``state_dict`` (``weight`` (out, in), ``bias`` (out,)); the drop-in checks
+    (``linear_impls.dropin``) build it as a user would and compare it with nn.Linear.
+
+    >>> @register_module(description="x @ W.T + b in a module of my own")
+    ... class MyLinear(nn.Linear):
+    ...     def forward(self, x):
+    ...         return x @ self.weight.T + self.bias
+    """
+    from torch import nn
+
+    def decorator(cls: type) -> type:
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise RegistryError(f"register_module takes an nn.Module class, got {cls!r}")
+        label = name if name is not None else cls.__name__
+        lim = limits or Limits()
+        if not takes_bias(cls):
+            lim = replace(lim, bias_required=True)
+        register(label, description=description, expression=expression or f"{cls.__name__}(in, out)(x)",
+                 limits=lim, baseline=baseline, untimed=untimed, module=cls)(_module_factory(cls, label))
+        return cls
 
     return decorator
 
@@ -229,6 +350,11 @@ def unregister(name: str) -> None:
 def names() -> list[str]:
     """Sorted names of every registered implementation."""
     return sorted(_REGISTRY)
+
+
+def timed_names() -> list[str]:
+    """Sorted names of the implementations the benchmarks time (all but the ``untimed`` ones)."""
+    return [n for n in names() if not _REGISTRY[n].untimed]
 
 
 def get(name: str) -> Impl:

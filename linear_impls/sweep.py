@@ -259,6 +259,8 @@ def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: S
         return f"{dtype} not in the {sweep.name!r} sweep"
     if device not in available_devices():
         return f"device {device} not available on this machine"
+    if impl.untimed:
+        return f"{impl.name}: {impl.untimed}"
     limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(shape.input_shape)) \
         or impl.unavailable(device)
     if limit:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from linear_impls import checks, sweep
+from linear_impls import checks, dropin, sweep
 
 from .conftest import run_linbench
 
@@ -30,10 +30,33 @@ def test_check_json_all_builtins_pass_everywhere(check_all):
     for impl in BUILTINS:
         mine = [r for r in rows if r["impl"] == impl]
         assert all(r["status"] == "pass" for r in mine), [r for r in mine if r["status"] != "pass"][:3]
-        assert {r["dtype"] for r in mine} == {"float64", "float32", "bfloat16", "float16"}
-        assert {r["check"] for r in mine} == {"forward", "backward"}
-        assert {len(r["shape"]) for r in mine} == {1, 2, 3, 4}
-        assert len(mine) == len(checks.CASES) * 4 * 2
+        outputs = [r for r in mine if not dropin.is_dropin(r["check"])]
+        assert {r["dtype"] for r in outputs} == {"float64", "float32", "bfloat16", "float16"}
+        assert {r["check"] for r in outputs} == {"forward", "backward"}
+        assert {len(r["shape"]) for r in outputs} == {1, 2, 3, 4}
+        assert len(outputs) == len(checks.CASES) * 4 * 2
+        # The module implementations are drop-in replacements for nn.Linear; the others are not modules.
+        assert {r["check"] for r in mine if dropin.is_dropin(r["check"])} == (
+            set(dropin.CHECKS) if impl in ("nn_linear", "custom_parameter") else set())
+
+
+def test_check_exit_0_for_a_right_layer_that_is_not_a_dropin(check_all):
+    # The seed article's layer: every output right (bias-less cases skipped), init and attributes not nn.Linear's.
+    rows = [r for r in json.loads(check_all.stdout) if r["impl"] == "custom_linear_layer"]
+    assert {r["status"] for r in rows if not dropin.is_dropin(r["check"])} == {"pass", "skip"}
+    assert {r["check"]: r["status"] for r in rows if dropin.is_dropin(r["check"])} == {
+        "dropin_state_dict": "pass", "dropin_init": "fail", "dropin_attributes": "fail", "dropin_portability": "pass"}
+
+
+def test_check_table_names_what_is_not_a_dropin():
+    proc = run_linbench("check", "--impl", "custom_*", "--dtype", "float32")
+    assert proc.returncode == 0, proc.stderr
+    assert "NOT A DROP-IN REPLACEMENT FOR nn.Linear" in proc.stdout
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("custom_linear_layer "))
+    assert "no: init, attributes" in line and " ok " in line, line
+    assert "13.9x nn.Linear's" in proc.stdout
+    strict = run_linbench("check", "--impl", "custom_*", "--dtype", "float32", "--require-dropin")
+    assert strict.returncode == 1, strict.stdout[-2000:]
 
 
 def test_check_table_and_exit_1_on_failure():

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from .. import compiled, history, registry, sweep
+from .. import compiled, dropin, history, registry, sweep
 from ..verdict import classify
 from .load import CASE, FIXED
 
@@ -149,6 +149,8 @@ def expected_skip(impl: str, shape: sweep.Shape | None, dtype: str, device: str,
         impl = variant[0]  # otherwise the base implementation's limits apply
     workspace = 0
     if impl in registry.names():
+        if registry.get(impl).untimed:
+            return f"{impl}: {registry.get(impl).untimed}"
         lim = registry.get(impl).limits
         limit = lim.excludes(dtype=dtype, device=device, rank=len(shape.input_shape))
         if limit:
@@ -401,24 +403,50 @@ def within_noise(rated: pd.DataFrame) -> pd.Series:
     return pd.Series(overlap & ~is_base, index=rated.index)
 
 
+def output_checks(checks: pd.DataFrame) -> pd.DataFrame:
+    """The checks of outputs and gradients: every row but the drop-in checks."""
+    return checks[~checks["check"].str.startswith(dropin.PREFIX)]
+
+
 def check_counts(checks: pd.DataFrame | None, failed: pd.DataFrame, impls: Iterable[str]) -> pd.DataFrame:
-    """A row per implementation: checks passed, failed, skipped, cases failed in asv, and whether it is bad."""
+    """A row per implementation: output checks passed, failed, skipped, cases failed in asv, whether
+    it is bad, and for a module implementation whether it is a drop-in replacement for nn.Linear
+    (the drop-in checks never make it bad)."""
     impls = set(failed["impl"]) | set(impls) | (set(checks["impl"]) if checks is not None else set())
-    counts = (checks.pivot_table(index="impl", columns="status", values="check", aggfunc="count", fill_value=0)
-              if checks is not None and len(checks) else pd.DataFrame())
+    outputs = output_checks(checks) if checks is not None else None
+    counts = (outputs.pivot_table(index="impl", columns="status", values="check", aggfunc="count", fill_value=0)
+              if outputs is not None and len(outputs) else pd.DataFrame())
+    verdicts = dict(dropin_table(checks)[["impl", "dropin"]].itertuples(index=False)) if checks is not None else {}
     asv_failed = failed.groupby("impl").size() if len(failed) else pd.Series(dtype=int)
     rows = []
     for impl in impl_order(impls):
         c = {s: int(counts.at[impl, s]) if impl in counts.index and s in counts.columns else 0
              for s in ("pass", "fail", "skip")}
         nf = int(asv_failed.get(impl, 0))
-        rows.append({"impl": impl, **c, "asv_failed": nf, "bad": bool(c["fail"] or nf)})
-    return pd.DataFrame(rows, columns=["impl", "pass", "fail", "skip", "asv_failed", "bad"])
+        rows.append({"impl": impl, **c, "asv_failed": nf, "bad": bool(c["fail"] or nf),
+                     "dropin": verdicts.get(impl, "")})
+    return pd.DataFrame(rows, columns=["impl", "pass", "fail", "skip", "asv_failed", "bad", "dropin"])
+
+
+def dropin_table(checks: pd.DataFrame) -> pd.DataFrame:
+    """A row per module implementation: each drop-in check's status and reason, and the verdict
+    ("yes", or "no: " and the checks that failed)."""
+    rows = checks[checks["check"].str.startswith(dropin.PREFIX)]
+    out = []
+    for impl in impl_order(set(rows["impl"])):
+        mine = rows[rows["impl"] == impl]
+        by_check = {r.check: (r.status, r.reason) for r in mine.itertuples(index=False)}
+        failed = [c.removeprefix(dropin.PREFIX) for c in dropin.CHECKS if by_check.get(c, ("",))[0] == "fail"]
+        out.append({"impl": impl, "dropin": "no: " + ", ".join(failed) if failed else "yes",
+                    **{c: by_check.get(c, ("", ""))[0] for c in dropin.CHECKS},
+                    **{c + "_reason": by_check.get(c, ("", ""))[1] for c in dropin.CHECKS}})
+    return pd.DataFrame(out, columns=["impl", "dropin", *dropin.CHECKS, *(c + "_reason" for c in dropin.CHECKS)])
 
 
 def failing_checks(checks: pd.DataFrame) -> pd.DataFrame:
-    """Failing checks grouped by implementation and reason, with the first 8 cases."""
-    fails = checks[checks["status"] == "fail"]
+    """Failing output checks grouped by implementation and reason, with the first 8 cases."""
+    fails = output_checks(checks)
+    fails = fails[fails["status"] == "fail"]
     if fails.empty:
         return pd.DataFrame(columns=["impl", "reason", "count", "cases"])
     fails = fails.assign(where=fails["check"] + " " + fails["case"] + " " + fails["dtype"] + " " + fails["device"])

@@ -53,7 +53,8 @@ class Analysed:
     def of(cls, data: Measurements) -> Analysed:
         latest_files = analysis.latest_files(data.files)
         latest = data.frame[data.frame["file"].isin(latest_files["file"])]
-        impls_all = analysis.impl_order(set(data.frame["impl"]) | set(registry.names()))
+        # Implementations that are checked only have no row in the timing tables.
+        impls_all = analysis.impl_order(set(data.frame["impl"]) | set(registry.timed_names()))
         rated = analysis.rates(latest)
         rated["within_noise"] = analysis.within_noise(rated)
         return cls(data.frame, data.files, data.machines, latest_files, latest, rated,

@@ -19,7 +19,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from .. import checks as checks_mod
-from .. import history, instructions, registry, sweep
+from .. import dropin, history, instructions, registry, sweep
 from ..units import fmt, fmt_date
 from . import analysis, plots
 from .load import UNIT_OF, short
@@ -272,9 +272,11 @@ def compile_section(d, ids: Ids) -> Section | None:
 def checks_section(checks: pd.DataFrame | None, failed: pd.DataFrame, impls: list[str], asv_html: str) -> Section:
     ctx = {"given": checks is not None,
            "counts": analysis.check_counts(checks, failed, impls).to_dict("records"),
-           "failing": [], "torch_error": None, "asv_failed": [], "asv_html": asv_html}
+           "failing": [], "torch_error": None, "asv_failed": [], "asv_html": asv_html, "dropin": []}
     if checks is not None:
         ctx["failing"] = list(analysis.failing_checks(checks).itertuples(index=False))
+        ctx["dropin"] = analysis.dropin_table(checks).to_dict("records")
+        ctx["dropin_checks"] = [(c, c.removeprefix(dropin.PREFIX)) for c in dropin.CHECKS]
         worst = analysis.torch_error(checks)
         if len(worst):
             dtypes = analysis.order(set(worst["dtype"]), sweep.DTYPES)

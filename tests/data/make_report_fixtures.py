@@ -148,6 +148,15 @@ def main() -> None:
                            "reason": "dW: max error 3e-2 over tolerance 1e-4 <b>" if failing else "",
                            "torch_error_ratio": None if failing else 1.0 + 0.1 * IMPLS.index(impl),
                            "torch_error_ratio_max": None if failing else 1.2 + 0.1 * IMPLS.index(impl)})
+    # Drop-in checks of two module implementations: nn_linear passes, the hostile one is not a
+    # drop-in replacement (its outputs' verdict stays its own).
+    for impl in ("nn_linear", HOSTILE):
+        for check in ("dropin_state_dict", "dropin_init", "dropin_attributes", "dropin_portability"):
+            failing = impl == HOSTILE and check == "dropin_init"
+            checks.append({"impl": impl, "check": check, "case": "module", "shape": "5x16", "dtype": "float32",
+                           "device": "cpu", "status": "fail" if failing else "pass",
+                           "reason": "weight as built: spread 13.9x nn.Linear's <i>" if failing else f"{check} held",
+                           "torch_error_ratio": None, "torch_error_ratio_max": None})
     (OUT / "checks.json").write_text(json.dumps(checks, indent=1) + "\n")
     for run, (when, factor) in enumerate((("2026-11-20T10:00:00", 1.0), ("2026-11-21T10:00:00", 1.25))):
         benches = []
