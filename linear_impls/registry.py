@@ -227,16 +227,42 @@ def layout_mismatch(module, in_features: int, out_features: int, bias: bool) -> 
     return None
 
 
+def _only_parameters_on_meta(module) -> bool:
+    """Whether a module built on the meta device holds no tensor but its parameters: then it
+    needs nothing materialised once the given parameters replace them."""
+    import torch
+
+    for m in module.modules():
+        if any(b is not None for b in m._buffers.values()):
+            return False
+        if any(isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter) for v in vars(m).values()):
+            return False
+    return True
+
+
 def _module_factory(cls: type, label: str) -> Factory:
+    import torch
+
     def factory(weight, bias):
         out_features, in_features = weight.shape
-        layer = build_module(cls, in_features, out_features, bias is not None)
-        wrong = layout_mismatch(layer, in_features, out_features, bias is not None)
+        has_bias = bias is not None
+        # Built on the meta device where it can be: its own initial weights would be drawn and
+        # then dropped, and asv's peak memory counts the process's whole life.
+        try:
+            with torch.device("meta"):
+                layer = build_module(cls, in_features, out_features, has_bias)
+            on_meta = _only_parameters_on_meta(layer)
+        except Exception:
+            on_meta = False
+        if not on_meta:
+            layer = build_module(cls, in_features, out_features, has_bias)
+        wrong = layout_mismatch(layer, in_features, out_features, has_bias)
         if wrong:
             raise DropInError(f"{cls.__name__}: {wrong}; not timed")
-        # Buffers and anything else the module holds follow the case's device and dtype; the
-        # parameters are then the given ones themselves, so gradients and in-place updates reach them.
-        layer.to(device=weight.device, dtype=weight.dtype)
+        if not on_meta:
+            # Buffers and anything else it holds follow the case's device and dtype.
+            layer.to(device=weight.device, dtype=weight.dtype)
+        # The parameters are then the given ones themselves, so gradients and in-place updates reach them.
         for key, param in (("weight", weight), ("bias", bias)):
             if param is None:
                 continue

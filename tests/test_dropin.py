@@ -244,3 +244,27 @@ def test_layout_mismatch_fails_every_case_and_is_not_timed(registered):
     assert res.status == "fail" and "DropInError" in res.reason and "not timed" in res.reason, res.reason
     with pytest.raises(registry.DropInError, match="nn.Linear's is"):
         bench.prepare("RandnInOut", "3x2x3", "float32", "cpu", "forward", check=False)
+
+
+class WithBuffer(nn.Linear):
+    """Holds a tensor of its own beside the parameters (a non-persistent buffer): it cannot be
+    built on the meta device, so the factory builds it for real and moves the buffer."""
+
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__(in_features, out_features, bias)
+        self.register_buffer("one", torch.ones(()), persistent=False)
+
+    def forward(self, x):
+        return super().forward(x) * self.one
+
+
+@pytest.mark.parametrize("cls", [WithBuffer, HandKaiming], ids=lambda c: c.__name__)
+def test_module_with_or_without_tensors_of_its_own_is_built_right(registered, cls):
+    impl = registered(cls)
+    for dtype in ("float64", "bfloat16"):
+        for check in checks.CHECKS:
+            res = checks.run_check(impl, checks.CASES[3], dtype, "cpu", check)
+            assert res.status == "pass", (dtype, check, res.reason)
+    # Built on the meta device only where nothing but its parameters would stay there.
+    meta = registry._only_parameters_on_meta(registry.build_module(cls, 4, 3))
+    assert meta == (cls is HandKaiming)
