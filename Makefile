@@ -15,12 +15,23 @@ PORT ?= 8000
 # asv's machine name: CI sets a fixed one so runs on different runners share one history.
 MACHINE ?=
 MACHINE_ARG := $(if $(MACHINE),--machine $(MACHINE),)
+# The device(s) checked and benchmarked (cpu, cuda); empty: the CPU checks and every device's cases.
+DEVICE ?=
+CHECK_DEVICE_ARG := $(if $(DEVICE),--device $(DEVICE),)
+RUN_DEVICE_ARG := $(if $(DEVICE),--device $(DEVICE),)
+# PUSH_EACH_CHUNK=1: `make history` pushes the results after each asv invocation (CI).
+PUSH_EACH_CHUNK ?=
+AFTER_CHUNK_ARG := $(if $(PUSH_EACH_CHUNK), --after-chunk 'sh .ci/results-branch push',)
+# The checks files the summary page reads: files, or folders of them (CI: one per runner);
+# empty: reports/checks.json where it exists.
+CHECKS ?=
+CHECKS_ARG := $(foreach c,$(CHECKS),$(foreach f,$(if $(wildcard $(c)/.),$(wildcard $(c)/*.json $(c)/*/*.json),$(c)),--checks $(f)))
 # `make gate`: the commit HEAD is compared with, and optionally a benchmark regex.
 BASE_BRANCH ?= origin/main
 BASE ?= $(shell git merge-base $(BASE_BRANCH) HEAD 2>/dev/null)
 BENCH ?=
 
-.PHONY: venv test lint check bench history pages gate quick-save quick-compare results-pull results-push report serve clean browser valgrind compiler
+.PHONY: venv test lint check bench history pages gate quick-save quick-compare results-pull results-push report serve clean browser valgrind compiler cuda-visible test-cuda gpu-proof
 
 venv: $(VENV)/.installed
 
@@ -57,13 +68,18 @@ test: venv lint browser valgrind compiler
 check: venv
 	$(VENV)/bin/linbench check
 
+# After each asv invocation of `make bench`: the summary page from what is recorded so far,
+# so the first dtype's answer can be read while the others run.
+PAGE_SO_FAR = $(VENV)/bin/linbench report > /dev/null 2>&1 && echo "linbench: the page so far: reports/index.html"
+
 # The main job: gates, the sweep through asv on HEAD, asv's HTML and the summary page.
 # SWEEP=quick|default|full picks the sweep; RESUME=1 keeps what an interrupted run recorded.
 bench: venv valgrind compiler
 	@mkdir -p reports
 	$(VENV)/bin/asv machine --yes $(MACHINE_ARG) > /dev/null
-	$(VENV)/bin/linbench check --json --quiet > reports/checks.json || [ $$? -eq 1 ]
-	$(VENV)/bin/linbench run --sweep $(SWEEP) $(if $(RESUME),--resume,) -- $(MACHINE_ARG) || [ $$? -eq 1 ]
+	$(VENV)/bin/linbench check $(CHECK_DEVICE_ARG) --json --quiet > reports/checks.json || [ $$? -eq 1 ]
+	$(VENV)/bin/linbench run --sweep $(SWEEP) $(RUN_DEVICE_ARG) $(if $(RESUME),--resume,) \
+	  --after-chunk '$(PAGE_SO_FAR)' -- $(MACHINE_ARG) || [ $$? -eq 1 ]
 	$(MAKE) --no-print-directory pages
 
 # CI on a push to main: the commits this machine has no results for yet (HEAD alone on
@@ -74,8 +90,9 @@ NEW ?= 10
 history: venv valgrind compiler
 	@mkdir -p reports
 	$(VENV)/bin/asv machine --yes $(MACHINE_ARG) > /dev/null
-	$(VENV)/bin/linbench check --json --quiet > reports/checks.json || [ $$? -eq 1 ]
-	$(VENV)/bin/linbench run --sweep $(SWEEP) --new $(NEW) -- $(MACHINE_ARG); code=$$?; \
+	$(VENV)/bin/linbench check $(CHECK_DEVICE_ARG) --json --quiet > reports/checks.json || [ $$? -eq 1 ]
+	$(VENV)/bin/linbench run --sweep $(SWEEP) $(RUN_DEVICE_ARG) --new $(NEW)$(AFTER_CHUNK_ARG) -- $(MACHINE_ARG); \
+	  code=$$?; \
 	  [ $$code -le 1 ] || [ $$code -eq 3 ]
 	$(MAKE) --no-print-directory pages
 
@@ -105,7 +122,18 @@ quick-compare: venv
 	$(PY) -m pytest benchmarks/quick_gate -q --benchmark-compare --benchmark-compare-fail=median:10%
 
 report: venv
-	$(VENV)/bin/linbench report
+	$(VENV)/bin/linbench report $(CHECKS_ARG)
+
+# The GPU runner's first steps: CUDA must be there (one line and exit 1 otherwise), then its tests.
+cuda-visible: venv
+	@$(PY) -c "import sys; from linear_impls import gpu; r = gpu.cuda_unavailable_reason(); \
+	  print('CUDA is visible' if r is None else f'CUDA is not visible here: {r}'); sys.exit(r is not None)"
+test-cuda: venv
+	LINBENCH_REQUIRE_CUDA=1 $(PY) -m pytest -q tests/test_cuda.py
+
+# On a machine with an NVIDIA GPU, from a fresh clone: everything CUDA, in minutes (benchmarks/gpu_proof.sh).
+gpu-proof:
+	bash benchmarks/gpu_proof.sh
 
 # asv's pages load their data over HTTP, so serve reports/ rather than opening files.
 serve:

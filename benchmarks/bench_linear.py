@@ -67,6 +67,10 @@ try:
 except ImportError:  # a commit older than compiled variants
     _compiled = None
 try:
+    from linear_impls import gpu as _gpu  # noqa: E402
+except ImportError:  # a commit older than pinned precision flags
+    _gpu = None
+try:
     from linear_impls import ceilings as _ceilings  # noqa: E402
 except ImportError:  # a commit older than measured ceilings
     _ceilings = None
@@ -86,6 +90,12 @@ for _problem in asv_patches.apply(_prepared_step):
     print(f"linbench: asv_runner patch: {_problem}", file=sys.stderr)
 
 torch.set_num_threads(sweep.thread_count())
+# The flags the checks run under, for every case's process (linear_impls.gpu.PINNED).
+if _gpu is not None:
+    _gpu.pin_precision()
+# Whether CUDA really runs, decided here, once, in a child process (never by initialising
+# CUDA in this one, which forks every case): every forked case inherits the answer.
+sweep.available_devices()
 # Before any fork: every case's process then allocates alike (see bench.steady_allocator).
 # Commits older than that function benchmark without it.
 if hasattr(bench, "steady_allocator"):
@@ -96,9 +106,12 @@ if hasattr(bench, "steady_allocator"):
 
 # The compiled variants the sweeps time (their compile subset), registered here so the
 # asv parameters are the same whatever the sweep.
+# Their reduce-overhead (CUDA graph) variants too, whatever this machine has: n/a on a CPU.
 if _compiled is not None:
     for _base in sweep.COMPILE_IMPLS:
         _compiled.register_compiled(_base)
+        if "reduce-overhead" in getattr(_compiled, "PREFIX", {}):
+            _compiled.register_compiled(_base, "reduce-overhead")
 IMPLS = linear_impls.names()
 COMPILED = [i for i in IMPLS if _compiled is not None and _compiled.is_compiled(i)]
 SHAPES = list(sweep.ALL_SHAPES)
@@ -226,13 +239,7 @@ def _block_ratios(step, ref, n_blocks: int, block_seconds: float) -> list[float]
             fn()
         return clock() - t0
 
-    # Calls per block: enough that the slower of the two fills block_seconds.
-    n, t0 = 0, clock()
-    while clock() - t0 < 0.03:  # warm-up, and a first estimate of the per-call time
-        step()
-        ref()
-        n += 1
-    n = max(1, int(block_seconds / ((clock() - t0) / n)))
+    n = _calls_per_block(step, ref, block_seconds, clock)
     ratios = []
     for _ in range(n_blocks):
         # Alternate which goes first, so neither always finds the caches as the other left them.
@@ -244,6 +251,32 @@ def _block_ratios(step, ref, n_blocks: int, block_seconds: float) -> list[float]
             r = block(ref, n)
         ratios.append(s / r)
     return ratios
+
+
+def _calls_per_block(step, ref, block_seconds: float, clock, warmup_seconds: float = 0.03) -> int:
+    """Calls per block, so that the slower of ``step`` and ``ref`` fills ``block_seconds``; also
+    the warm-up (at least ``warmup_seconds``).
+
+    Timed in batches that double, the clock read once per batch: the clock waits for the
+    GPU, and read after every call it would add a synchronisation to each, so a
+    launch-bound CUDA call would be estimated at its launch plus a round trip, and its
+    blocks would come out far shorter than ``block_seconds`` (where the two synchronisations
+    of each block then pull the ratio toward 1).
+    """
+    n, spent = 1, 0.0
+    while True:
+        t0 = clock()
+        for _ in range(n):
+            step()
+        t1 = clock()
+        for _ in range(n):
+            ref()
+        t2 = clock()
+        spent += t2 - t0
+        per_call = max(t1 - t0, t2 - t1) / n
+        if spent >= warmup_seconds:
+            return max(1, int(block_seconds / max(per_call, 1e-9)))
+        n *= 2
 
 
 def _n_blocks(shape, dtype, device, mode, threads, seconds, block_seconds, lo, hi) -> int:
@@ -418,21 +451,23 @@ class HostMemory:
 
 
 class DeviceMemory:
-    """Peak CUDA memory allocated by one call, in bytes (n/a without CUDA)."""
+    """CUDA memory one call allocates at its peak beyond what was allocated just before it, in
+    bytes (n/a without CUDA): the call's own temporaries and outputs, not the resident x, W,
+    b or cuBLAS's persistent workspace (``linear_impls.gpu.call_peak_bytes`` says why)."""
 
     params = [IMPLS, SHAPES, DTYPES, MODES]
     param_names = ["impl", "shape", "dtype", "mode"]
 
     def setup(self, impl, shape, dtype, mode):
+        if dtype not in sweep.current_sweep().memory_dtypes:
+            raise NotImplementedError(f"{dtype}: memory is measured in {sweep.current_sweep().memory_dtypes}")
         _no_compiled_peak(impl)
         self.case = _prepare(impl, shape, dtype, "cuda", mode, check=False)
 
     def track_peak_bytes(self, impl, shape, dtype, mode):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        self.case.step()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated()
+        if _gpu is None or not hasattr(_gpu, "call_peak_bytes"):
+            raise NotImplementedError("this commit measures no call's own device memory")
+        return _gpu.call_peak_bytes(self.case.step)
 
     track_peak_bytes.unit = "bytes"
 
@@ -470,6 +505,23 @@ class MemoryBandwidth:
         return _ceilings.bandwidth_gbs(device)
 
     track_bandwidth_gbs.unit = "GB/s"
+
+    # The GPU's L2: the roof of a case whose tensors it holds (linear_impls.ceilings says why).
+    def track_cache_bandwidth_gbs(self, device):
+        return _cache_ceiling(device)[0]
+
+    track_cache_bandwidth_gbs.unit = "GB/s"
+
+    def track_cache_bytes(self, device):
+        return _cache_ceiling(device)[1]
+
+    track_cache_bytes.unit = "bytes"
+
+
+def _cache_ceiling(device):
+    if not hasattr(_ceilings, "cache_bandwidth"):
+        raise NotImplementedError("this commit measures no cache bandwidth")
+    return _ceilings.cache_bandwidth(device)
 
 
 def _ceiling_available(device):
@@ -542,7 +594,8 @@ class CompileCost:
 
 
 class Environment:
-    """What the timings ran under, recorded with every result."""
+    """What the timings ran under, recorded with every result: threads, the matmul precision
+    flags, and the GPU (each n/a without one), so a change of any shows beside the history."""
 
     def track_inductor_compile_threads(self):
         return int(os.environ.get("TORCHINDUCTOR_COMPILE_THREADS", "0"))
@@ -553,3 +606,59 @@ class Environment:
         return torch.get_num_threads()
 
     track_threads.unit = "threads"
+
+    # 1 where a GEMM may compute below full precision (linear_impls.gpu.PINNED says why not).
+    def track_tf32(self):
+        return _precision()["tf32"]
+
+    track_tf32.unit = "flag"
+
+    def track_reduced_precision_reduction(self):
+        return _precision()["reduced_precision_reduction"]
+
+    track_reduced_precision_reduction.unit = "flag"
+
+
+class EnvironmentGpu:
+    """The GPU the CUDA cases ran on (n/a without one): its model shows as these together
+    (an H100 SXM: compute capability 9.0, 132 multiprocessors, 79.1 GiB), so a change of GPU
+    or driver in a runner pool shows beside the history instead of as a step in it."""
+
+    def setup(self):
+        if "cuda" not in sweep.available_devices():
+            raise NotImplementedError("no CUDA device here")
+        if _gpu is None:
+            raise NotImplementedError("this commit records no GPU facts")
+        self.facts = _gpu.device_facts()
+
+    def track_cuda_capability(self):
+        return self.facts["capability"]
+
+    track_cuda_capability.unit = "version"
+
+    def track_cuda_multiprocessors(self):
+        return self.facts["multiprocessors"]
+
+    track_cuda_multiprocessors.unit = "multiprocessors"
+
+    def track_cuda_memory_gib(self):
+        return self.facts["memory_gib"]
+
+    track_cuda_memory_gib.unit = "GiB"
+
+    def track_cuda_runtime(self):
+        return self.facts["cuda_runtime"]
+
+    track_cuda_runtime.unit = "version"
+
+    def track_cuda_driver(self):
+        # torch reports no driver version on some builds: 0, never a failed benchmark.
+        return self.facts["cuda_driver"] or 0
+
+    track_cuda_driver.unit = "version"
+
+
+def _precision():
+    if _gpu is None:
+        raise NotImplementedError("this commit pins no precision flags")
+    return _gpu.reduced_precision()

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.utils.benchmark as tb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from asv_tools import cases, head_results, run_asv  # noqa: E402
@@ -29,6 +28,10 @@ SHAPES = ["1x64x64", "64x256x256", "512x1024x1024"]
 
 
 def timer_medians() -> dict[tuple, float]:
+    # Imported here, not at the top: asv imports every module of this folder in its
+    # forkserver, and torch.utils.benchmark asks torch.cuda.is_available() at import.
+    import torch.utils.benchmark as tb
+
     torch.set_num_threads(sweep.thread_count())
     out = {}
     for impl in IMPLS:

@@ -153,11 +153,13 @@ class Chunk:
     asv_args: tuple[str, ...] = ()
 
 
-def chunks(sweep_def: sweep.Sweep, dtypes: list[str], skip: set[str], impls: list[str] | None = None) -> list[Chunk]:
-    """The asv invocations of a sweep, in order: per dtype, one per group of benchmarks that has cases."""
+def chunks(sweep_def: sweep.Sweep, dtypes: list[str], skip: set[str], impls: list[str] | None = None,
+           devices: list[str] | None = None) -> list[Chunk]:
+    """The asv invocations of a sweep, in order: per dtype, one per group of benchmarks that has cases
+    on ``devices`` (default: every device here)."""
     out = []
     for dtype in dtypes:
-        patterns = bench.asv_patterns(dataclasses.replace(sweep_def, dtypes=(dtype,)), impls=impls)
+        patterns = bench.asv_patterns(dataclasses.replace(sweep_def, dtypes=(dtype,)), devices=devices, impls=impls)
         for label, families in CHUNK_GROUPS:
             mine = [patterns[f] for f in families if f in patterns]
             if mine:
@@ -219,7 +221,7 @@ def snapshot(results_dir: Path, commits: list[str], target: Target) -> dict[tupl
 
 # Recorded by every run whatever it was asked to measure, so it says nothing about whether
 # the run measured anything.
-BOOKKEEPING = "bench_linear.Environment."
+BOOKKEEPING = "bench_linear.Environment"  # Environment and EnvironmentGpu
 
 
 def newly_recorded(before: dict[tuple, object], after: dict[tuple, object]) -> int:
@@ -259,10 +261,15 @@ NOTHING_NEW = 3  # linbench run's exit status when it recorded nothing (see cli.
 
 def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Target, resume: bool = False,
               dtypes: list[str] | None = None, commit: str = "HEAD", commits: list[str] | None = None,
-              impls: list[str] | None = None) -> int:
+              impls: list[str] | None = None, devices: list[str] | None = None,
+              after_chunk: str | None = None) -> int:
     """Run the sweep (or some of its dtypes) on one commit, or on ``commits`` (full hashes) in one
     asv run with their rounds interleaved; returns asv's worst exit status, or NOTHING_NEW
-    (having said why) when the results of ``target`` hold nothing they did not hold before."""
+    (having said why) when the results of ``target`` hold nothing they did not hold before.
+
+    ``devices``: only the cases on these (a GPU runner: ``["cuda"]``, no valgrind, no CPU
+    timings).  ``after_chunk``: a shell command run after each asv invocation (CI pushes the
+    results so far with it, so a job killed later loses one chunk at most)."""
     sweep_def = sweep.SWEEPS[sweep_name]
     chosen = [d for d in sweep_def.dtypes if not dtypes or d in dtypes]
     asv = str(Path(sys.executable).parent / "asv")
@@ -292,7 +299,7 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Targe
     env.update(plugins.environment(root))
     print("linbench: discovering the benchmarks in asv's environment", flush=True)
     plugins.discover(root, asv, ["run", f"{commits[-1]}^!", *without_bench(asv_args)], env, results_dir)
-    todo = chunks(sweep_def, chosen, skip, impls)
+    todo = chunks(sweep_def, chosen, skip, impls, devices)
     print(f"linbench: {sweep_name} sweep on {len(commits)} commit{'s' if len(commits) > 1 else ''}, "
           f"recorded under {target.describe()}, in {len(todo)} asv runs"
           + (f" (resuming: {len(skip)} cases already recorded there)" if skip else ""), flush=True)
@@ -314,6 +321,11 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Targe
         worst = max(worst, code)
         print(f"linbench: [{i}/{len(todo)}] {chunk.dtype}, {chunk.label} took "
               f"{time.perf_counter() - t_chunk:.0f} s", flush=True)
+        if after_chunk:
+            done = subprocess.run(after_chunk, shell=True, cwd=root, env=env)
+            if done.returncode:
+                print(f"linbench: warning: the command after the chunk exited {done.returncode}: {after_chunk}",
+                      flush=True)
     print(f"linbench: {sweep_name} sweep took {time.perf_counter() - t0:.0f} s of asv", flush=True)
     if not newly_recorded(before, snapshot(results_dir, commits, target)):
         which = ", ".join(c[:8] for c in commits)

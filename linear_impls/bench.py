@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import checks, compiled, registry, sweep
+from . import checks, compiled, gpu, registry, sweep
 
 
 class CaseSkipped(NotImplementedError):
@@ -86,8 +86,9 @@ def _check_cache_file(impl: registry.Impl, shape: sweep.Shape, dtype: str, devic
 
     asv runs each case in several benchmarks and two modes, each a fresh process: without
     this, the float64 reference of a large case (seconds) is recomputed four times.
-    The key holds the source of the implementation's module and of the checks, and
-    torch's version, so editing either re-checks.
+    The key holds the source of the implementation's module and of the checks, torch's
+    version and its matmul precision flags, and on CUDA the GPU, its driver and the CUDA
+    runtime, so a change to any of them re-checks.
     """
     # LINBENCH_GATE_CACHE: the variable's name before correctness was called "check" everywhere.
     root = os.environ.get(CHECK_CACHE_ENV) or os.environ.get("LINBENCH_GATE_CACHE") \
@@ -102,8 +103,8 @@ def _check_cache_file(impl: registry.Impl, shape: sweep.Shape, dtype: str, devic
                    inspect.getsource(checks)]
     except (OSError, TypeError):
         return None  # no source to key on (an interactive registration): always check
-    key = hashlib.sha256("\0".join([*sources, torch.__version__, impl.name, shape.id, dtype, device, check])
-                         .encode()).hexdigest()
+    key = hashlib.sha256("\0".join([*sources, torch.__version__, *gpu.cache_key_parts(device), impl.name, shape.id,
+                                    dtype, device, check]).encode()).hexdigest()
     return Path(root) / f"{key}.json"
 
 
@@ -122,6 +123,8 @@ def check_case(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str,
     # those on small cases; here they would multiply the float64 reference's cost by four).
     res = checks.run_check(impl, checks.case_for_shape(shape), dtype, device, check, n_inputs=1,
                           changing_parameters=False)
+    if res.status == "skip":  # the device ran out of memory: n/a with the reason, never timed
+        raise CaseSkipped(f"{impl.name} {shape.id} {dtype} {device}: {check} check: {res.reason}")
     if res.status == "fail":
         raise CheckFailed(f"{impl.name} {shape.id} {dtype} {device}: {check} check failed: {res.reason}")
     if cache is not None:
@@ -204,8 +207,11 @@ def compile_cost(variant: str, shape_id: str, dtype: str, device: str, mode: str
         step()
         return sync_clock() - t0
 
+    # The process's first call on the device creates what no case owns (cuBLAS handles and
+    # workspaces on CUDA, the CPU's thread pool and kernel dispatch): a throwaway call first.
+    first_call(base)
     eager = first_call(base)
-    return compiled.first_calls(lambda: first_call(variant), eager)
+    return compiled.first_calls(lambda: first_call(variant), eager, device)
 
 
 # An implementation parameter that is not a compiled variant: those run on the sweep's
@@ -244,6 +250,8 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
     shapes, dtypes = alt(sweep_def.shapes), alt(sweep_def.dtypes)
     mem_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.memory_dtypes]
     eager, compiled_impl = EAGER_IMPL, COMPILED_IMPL
+    if "cuda" not in devices:  # reduce-overhead variants (CUDA graphs) run on CUDA only
+        compiled_impl = rf"'(?!{re.escape(compiled.PREFIX['reduce-overhead'])}){_COMPILED_PREFIX}[^']+'"
     # Implementations that are checked but never timed do not even start a process.
     untimed = [n for n in registry.names() if registry.get(n).untimed]
     if impls is None and untimed:
@@ -255,7 +263,7 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
         eager = alt([i for i in impls if not is_compiled(repr(i))]) if impls else "(?!)"
         chosen_compiled = [i for i in impls if is_compiled(repr(i))]
         compiled_impl = alt(chosen_compiled) if chosen_compiled else "(?!)"
-    patterns = {"Environment": r"^bench_linear\.Environment\.",
+    patterns = {"Environment": r"^bench_linear\.Environment(?:Gpu)?\.",
                 "Timed": rf"^bench_linear\.(?:Inference|Training)\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}\)$"}
     # The metrics a history can trust on a shared machine: the interleaved ratio to
     # F.linear, and (CPU, in the sweep's instruction dtypes) instructions per call.
@@ -274,10 +282,10 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
         patterns["Compiled"] = (rf"^bench_linear\.(?:(?:{timed})\.\w+\({cases}\)"
                                 rf"|(?:RelativeToTorch|CompileCost)\.\w+\({cases}, {alt(sweep_def.compile_modes)}\))$")
     counted = [d for d in sweep_def.dtypes if d in sweep_def.instruction_dtypes]
-    if counted:
+    if counted and "cpu" in devices:
         patterns["Instructions"] = \
             rf"^bench_linear\.Instructions\.\w+\({eager}, {shapes}, {alt(counted)}, 'cpu', '[^']+'\)$"
-    if mem_dtypes:
+    if mem_dtypes and "cpu" in devices:
         patterns["HostMemory"] = rf"^bench_linear\.HostMemory\.\w+\({eager}, {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"
     # The roofline's ceilings: the compute peak in each of the sweep's dtypes on each device;
     # the bandwidth, which has no dtype, with float32's (so a sweep chunked per dtype

@@ -18,6 +18,14 @@ thread count.  As triton's roofline tool does:
   matrix (bytes read over time): a read-only stream, which a linear layer's weight is,
   ran twice the triad's rate here, and a triad-only roof put the GEMV cases at 2x it.
 
+* **cache bandwidth** (CUDA): the same triad over arrays that fit in half the GPU's L2
+  (``cache_bandwidth``).  The timed benchmarks call a layer over and over on the same
+  tensors, so a case whose x, W, b and y fit in the L2 (a 32 MiB float16 weight does
+  in an H100's 50 MB) runs from the L2, not from HBM: its roof is the L2's bandwidth,
+  or its point would plot above an HBM roof it never touched.  On a CPU the GEMV
+  stream above already reads from beyond the caches, and small cases are bound by
+  the call's overhead long before the caches' bandwidth.
+
 Both are best-of-N: a ceiling is what the machine can do, and on a shared runner
 interference only ever lowers a rate.
 """
@@ -114,3 +122,28 @@ def triad_gbs(device: str = "cpu") -> float:
 
 def gemv_stream_gbs(device: str = "cpu") -> float:
     return 4 * GEMV_SIZE[device] ** 2 / _gemv_seconds("float32", device) / 1e9
+
+
+# Triad calls timed together on CUDA: one L2-sized triad takes microseconds, its launch as long.
+CACHE_CALLS = 100
+
+
+def cache_bandwidth(device: str = "cuda") -> tuple[float, int]:
+    """(GB/s, cache bytes): a float32 triad whose three arrays fill half the GPU's L2, timed
+    over ``CACHE_CALLS`` calls at a time.  CUDA only (``NotImplementedError`` elsewhere)."""
+    if device != "cuda":
+        raise NotImplementedError("the cache's bandwidth is a roof on CUDA only (module docstring)")
+    l2 = int(getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0) or 0)
+    if l2 <= 0:
+        raise NotImplementedError("torch does not report this GPU's L2 size")
+    n = l2 // 2 // 3 // 4
+    b = torch.ones(n, device=device)
+    c = torch.ones(n, device=device)
+    a = torch.empty(n, device=device)
+
+    def calls():
+        for _ in range(CACHE_CALLS):
+            torch.add(b, c, alpha=0.5, out=a)
+
+    seconds = _best(calls, device) / CACHE_CALLS
+    return 3 * n * 4 / seconds / 1e9, l2

@@ -2,10 +2,10 @@
 
 An implementation that segfaults, aborts, hangs or exhausts memory must not take
 the others down, so each runs its checks in a child process that streams one JSON
-line per case.  The parent enforces a time limit per case and an address-space
-limit per worker; when a worker dies, the case it was on is recorded as failed
-with the reason (signal, timeout, out of memory) and a new worker resumes from
-the next case.
+line per case.  The parent enforces a time limit per case and a memory limit per
+worker (its data segment: ``_limit_memory`` says why); when a worker dies, the case
+it was on is recorded as failed with the reason (signal, timeout, out of memory) and
+a new worker resumes from the next case.
 """
 
 from __future__ import annotations
@@ -65,9 +65,12 @@ def _limit_memory(limit_bytes: int | None) -> Callable[[], None] | None:
         return None
 
     def apply():
-        # An allocation past this fails inside torch (a RuntimeError the check
-        # reports as out of memory) instead of pushing the machine into swap.
-        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+        # An allocation past this fails inside torch (a RuntimeError the check reports as
+        # out of memory) instead of pushing the machine into swap.  RLIMIT_DATA counts the
+        # writable private memory a process allocates (heap and anonymous mmaps: tensors),
+        # not address space merely reserved: creating a CUDA context reserves tens of GiB of
+        # it, which RLIMIT_AS would refuse, failing every CUDA check as out of memory.
+        resource.setrlimit(resource.RLIMIT_DATA, (limit_bytes, limit_bytes))
 
     return apply
 

@@ -340,6 +340,14 @@ def run_check(impl: Impl, case: CheckCase, dtype: str, device: str, check: str, 
         result.torch_error_ratio, result.torch_error_ratio_max = worst.rmse, worst.max
     except CheckFailure as exc:
         result.status, result.reason = "fail", str(exc)
+    except torch.OutOfMemoryError as exc:
+        # The GPU is too small for the case, which says nothing about the implementation:
+        # n/a with the reason, as a case over a sweep's memory budget is.  (On the CPU
+        # torch raises a RuntimeError, which stays a failure: --memory-limit's own verdict.)
+        result.status = "skip"
+        result.reason = f"out of {device} memory: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}"
+        if device == "cuda":
+            torch.cuda.empty_cache()
     except Exception as exc:  # the implementation raised: report it, never crash the run
         result.status = "fail"
         result.reason = _exception_reason(exc)

@@ -13,7 +13,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from . import gate, registry, sweep
+from . import gate, gpu, registry, sweep
 
 
 class UsageError(Exception):
@@ -51,7 +51,8 @@ def _devices(requested: list[str] | None) -> list[str]:
         if d not in sweep.DEVICES:
             raise UsageError(f"unknown device {d!r}; known: {', '.join(sweep.DEVICES)}")
         if d not in available:
-            raise UsageError(f"device {d!r} is not available on this machine; available: {', '.join(available)}")
+            raise UsageError(f"device {d!r} is not available on this machine ({sweep.device_unavailable_reason(d)}); "
+                             f"available: {', '.join(available)}")
     return list(dict.fromkeys(requested))
 
 
@@ -140,8 +141,11 @@ def cmd_check(args) -> int:
     else:
         _print_check_table(all_results, failed, not_dropin)
     for name in sorted(i.name for i in impls if compiled.is_compiled(i.name)):
+        device = compiled.explain_device(name, devices)
+        if device is None:  # a CUDA-only variant, checked on the CPU: its checks say n/a
+            continue
         try:
-            got = compiled.explain(name)
+            got = compiled.explain(name, device=device)
         except Exception as exc:  # the variant does not even compile: its checks say why
             print(f"linbench: {name}: torch._dynamo.explain failed: {type(exc).__name__}: {exc}"[:300],
                   file=sys.stderr)
@@ -272,6 +276,9 @@ def cmd_run(args) -> int:
                          f"it runs {', '.join(sweep.SWEEPS[args.sweep].dtypes)}")
     asv_args = args.asv_args[1:] if args.asv_args[:1] == ["--"] else args.asv_args
     impls = [i.name for i in _select(args.impl)] if args.impl else None
+    # Every device here unless told: a GPU runner asks for cuda alone, and gets one line and
+    # exit 2 where CUDA is not there rather than a green run of n/a cases.
+    devices = _devices(args.device) if args.device else None
     try:
         asvrun.resolve_commit(root, args.commit)
     except ValueError as exc:
@@ -294,7 +301,8 @@ def cmd_run(args) -> int:
         print(f"linbench: {len(commits)} new commits: {', '.join(c[:8] for c in commits)}", flush=True)
     try:
         code = asvrun.run_sweep(args.sweep, asv_args, root=root, target=target, resume=args.resume,
-                                dtypes=dtypes, commit=args.commit, commits=commits, impls=impls)
+                                dtypes=dtypes, commit=args.commit, commits=commits, impls=impls,
+                                devices=devices, after_chunk=args.after_chunk)
     except plugins.PluginError as exc:
         raise UsageError(str(exc)) from None
     # asv's 2 (a benchmark failed) is linbench's 1 (a case failed); 2 means bad input here.
@@ -334,8 +342,10 @@ def cmd_report(args) -> int:
 
     from . import report
 
-    checks_json = Path(args.checks) if args.checks else None
-    if checks_json is not None and not checks_json.exists() and args.checks == DEFAULT_CHECKS:
+    # Several files (one per runner: the CPU's and the GPU's checks) are read as one.
+    # --checks "": no checks file at all.
+    checks_json = [Path(c) for c in args.checks if c] if args.checks else [Path(DEFAULT_CHECKS)]
+    if not checks_json or (not args.checks and not checks_json[0].exists()):
         checks_json = None  # the default file is optional; an explicit one must exist
     try:
         summary = report.build_report(Path(args.results), Path(args.out), checks_json=checks_json,
@@ -397,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON array of every check")
     p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="time limit per case (default 60)")
     p.add_argument("--memory-limit", type=float, default=None, metavar="GIB",
-                   help="address-space limit per worker in GiB (default none)")
+                   help="memory a worker may allocate, in GiB (its data segment: address space merely reserved, "
+                        "as a CUDA context reserves it, does not count; default none)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), metavar="N",
                    help="implementations checked at once (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress on the terminal")
@@ -429,6 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--new", type=int, metavar="N", nargs="?", const=10,
                    help="instead: HEAD's ancestors that have no results yet on this asv machine and "
                         "environments, the newest N (default 10); HEAD alone when there are none")
+    p.add_argument("--device", action="append", metavar="cpu|cuda",
+                   help="only the cases on this device (repeatable; default every device here): "
+                        "cuda leaves out the CPU's timings, memory and instruction counts")
+    p.add_argument("--after-chunk", metavar="COMMAND",
+                   help="a shell command run after each asv invocation, e.g. 'sh .ci/results-branch push'")
     p.add_argument("--root", default=".", help="the linbench checkout (default .)")
     p.add_argument("asv_args", nargs=argparse.REMAINDER, help="passed to asv run (after --)")
     p.set_defaults(func=cmd_run)
@@ -452,8 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="build the summary page from asv results")
     p.add_argument("--results", default=".asv/results", help="asv results folder (default .asv/results)")
     # --gates: the option's name before correctness was called "check" everywhere.
-    p.add_argument("--checks", "--gates", dest="checks", default=DEFAULT_CHECKS,
-                   help=f"'linbench check --json' output (default {DEFAULT_CHECKS})")
+    p.add_argument("--checks", "--gates", dest="checks", action="append", metavar="FILE",
+                   help=f"'linbench check --json' output (repeatable: one per runner; default {DEFAULT_CHECKS})")
     p.add_argument("--out", default="reports/index.html", help="the page to write (default reports/index.html)")
     p.add_argument("--asv-html", default="asv/index.html", help="asv's pages, relative to the page")
     p.add_argument("--asv-conf", default="asv.conf.json",
@@ -494,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     worker = argv[:1] == [WORKER_COMMAND]
     parser = build_worker_parser() if worker else build_parser()
+    # Every check and run of this process and its workers under the same matmul precision.
+    gpu.pin_precision()
     try:
         args = parser.parse_args(argv[1:] if worker else argv)
         # The gate loads plugins in each commit's own checkout and asv environment, where a

@@ -24,12 +24,13 @@ Costs, and why each rule is here:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import torch
 
-from . import registry
-from .registry import Impl, Limits
+from . import gpu, registry
+from .registry import Impl
 
 ENV = "LINBENCH_COMPILE"
 PREFIX = {"default": "compiled_", "reduce-overhead": "compiled_ro_"}
@@ -61,7 +62,14 @@ def _allow_recompiles() -> None:
 
 
 def compiler_missing(device: str) -> str | None:
-    """Why inductor cannot compile here (None when it can): on the CPU it needs a C++ compiler."""
+    """Why inductor cannot compile here (None when it can): on the CPU it needs a C++ compiler,
+    on CUDA triton (which torch's CUDA wheels bring, and a CPU or a source build may lack)."""
+    if device == "cuda":
+        import importlib.util
+
+        if importlib.util.find_spec("triton") is None:
+            return "no triton for inductor on CUDA: pip install triton (torch's CUDA wheels depend on it)"
+        return None
     if device != "cpu":
         return None
     import shutil
@@ -93,8 +101,7 @@ def register_compiled(base: str, mode: str = "default") -> str:
     factory.key_modules = (impl.factory.__module__, __name__)
     # Checks and benchmarks skip (n/a, with this reason) where the variant cannot compile.
     factory.unavailable = compiler_missing
-    limits = impl.limits if mode == "default" else Limits(
-        impl.limits.dtypes, ("cuda",), impl.limits.max_rank, impl.limits.workspace)
+    limits = impl.limits if mode == "default" else dataclasses.replace(impl.limits, devices=("cuda",))
     how = "torch.compile" if mode == "default" else "torch.compile(mode='reduce-overhead'), outputs cloned"
     registry.register(name, description=f"{how} of {base}: {impl.description}",
                       expression=f"{how}({impl.expression})", limits=limits)(factory)
@@ -110,7 +117,7 @@ def register_from_env(value: str | None = None) -> list[str]:
     out = []
     for base in wanted:
         for mode in PREFIX:
-            if mode == "reduce-overhead" and not torch.cuda.is_available():
+            if mode == "reduce-overhead" and gpu.cuda_unavailable_reason() is not None:
                 continue
             out.append(register_compiled(base, mode))
     return out
@@ -121,40 +128,40 @@ def steady() -> None:
     torch.compiler.set_stance("fail_on_recompile")
 
 
-_COMPILER_LOADED = False
+_COMPILER_LOADED: set[str] = set()
 
 
-def _load_compiler() -> None:
-    """Compile a throwaway function once per process, in a throwaway cache: importing
-    inductor and probing the C++ toolchain take seconds that belong to no case."""
-    global _COMPILER_LOADED
-    if _COMPILER_LOADED:
+def _load_compiler(device: str = "cpu") -> None:
+    """Compile a throwaway function once per process and device, in a throwaway cache:
+    importing inductor and probing the C++ toolchain (CPU), or starting triton and its
+    compiler (CUDA), take seconds that belong to no case."""
+    if device in _COMPILER_LOADED:
         return
     import tempfile
 
     from torch._inductor.runtime.cache_dir_utils import temporary_cache_dir
 
     with tempfile.TemporaryDirectory() as cache, temporary_cache_dir(cache):
-        torch.compile(lambda t: t * 2 + 1, dynamic=False)(torch.ones(3))
+        torch.compile(lambda t: t * 2 + 1, dynamic=False)(torch.ones(3, device=device))
         torch._dynamo.reset()
-    _COMPILER_LOADED = True
+    _COMPILER_LOADED.add(device)
 
 
-def first_calls(first_call, eager_first: float) -> dict:
+def first_calls(first_call, eager_first: float, device: str = "cpu") -> dict:
     """Cold and warm compile time of ``first_call()`` (seconds of a fresh build's first call),
     less ``eager_first``, with the graphs compiled and the graph breaks met on the cold one.
 
     Cold: an empty inductor cache (torch's own ``temporary_cache_dir``, which also clears
     the in-memory caches).  Warm: the same directory after ``torch._dynamo.reset()`` and
     clearing the in-memory caches, as a second process finds it.  Both in a process whose
-    compiler is already loaded (``_load_compiler``).
+    compiler is already loaded for ``device`` (``_load_compiler``).
     """
     import tempfile
 
     from torch._inductor.runtime.cache_dir_utils import temporary_cache_dir
     from torch._inductor.utils import clear_caches
 
-    _load_compiler()
+    _load_compiler(device)
     counters = torch._dynamo.utils.counters
     with tempfile.TemporaryDirectory() as cache, temporary_cache_dir(cache):
         torch._dynamo.reset()
@@ -168,13 +175,22 @@ def first_calls(first_call, eager_first: float) -> dict:
     return {"cold": cold, "warm": warm, "graphs": graphs, "graph_breaks": breaks}
 
 
-def explain(variant: str, batch: tuple[int, ...] = (5,), in_features: int = 16, out_features: int = 8) -> dict:
-    """What dynamo makes of a variant's forward on a small float32 CPU case:
+def explain_device(variant: str, devices: list[str]) -> str | None:
+    """The device ``explain`` traces a variant on among ``devices``: the first it can run on
+    (a reduce-overhead variant: CUDA only); None when it runs on none of them."""
+    impl = registry.get(variant)
+    return next((d for d in devices if impl.limits.excludes(dtype="float32", device=d, rank=2) is None
+                 and impl.unavailable(d) is None), None)
+
+
+def explain(variant: str, batch: tuple[int, ...] = (5,), in_features: int = 16, out_features: int = 8,
+            device: str = "cpu") -> dict:
+    """What dynamo makes of a variant's forward on a small float32 case on ``device``:
     ``{graphs, graph_breaks, reasons}`` (``torch._dynamo.explain``)."""
     base, _mode = base_of(variant)
     impl = registry.get(base)
-    weight = torch.nn.Parameter(torch.randn(out_features, in_features))
-    bias = torch.nn.Parameter(torch.randn(out_features))
+    weight = torch.nn.Parameter(torch.randn(out_features, in_features, device=device))
+    bias = torch.nn.Parameter(torch.randn(out_features, device=device))
     forward = impl.build(weight, bias)
     torch._dynamo.reset()
     import logging
@@ -184,7 +200,7 @@ def explain(variant: str, batch: tuple[int, ...] = (5,), in_features: int = 16, 
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        out = torch._dynamo.explain(forward)(torch.randn(*batch, in_features))
+        out = torch._dynamo.explain(forward)(torch.randn(*batch, in_features, device=device))
     finally:
         quiet.setLevel(level)
     reasons = sorted({str(getattr(b, "reason", b)).splitlines()[0][:160] for b in out.break_reasons})

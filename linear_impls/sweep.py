@@ -9,7 +9,8 @@ Three sweeps, picked with ``$LINBENCH_SWEEP`` (default ``default``):
 * ``quick``   - a handful of cases for pull requests (< 2 minutes of asv here);
 * ``default`` - the seed articles' examples, overhead-bound, mid and transformer
   shapes (< 10 minutes of asv on a 2-core CPU);
-* ``full``    - adds large GEMMs for bigger machines.
+* ``full``    - adds large GEMMs for bigger machines;
+* ``gpu``     - every metric on a few cases, for the GPU proof (``benchmarks/gpu_proof.sh``).
 
 The asv params always list every shape, dtype and device, so results of different
 sweeps and machines line up in one history; a case outside the chosen sweep, or
@@ -24,6 +25,8 @@ import re
 from dataclasses import dataclass
 
 import torch
+
+from . import gpu
 
 SWEEP_ENV = "LINBENCH_SWEEP"
 THREADS_ENV = "LINBENCH_THREADS"
@@ -168,6 +171,12 @@ SWEEPS = {
     "default": Sweep("default", DEFAULT_SHAPES, DTYPES, 0.12, compile_shapes=("1x64x64", "64x256x256")),
     "full": Sweep("full", FULL_SHAPES, DTYPES, 2.0, memory_dtypes=DTYPES, speedup_dtypes=DTYPES,
                   compile_shapes=("1x64x64", "64x256x256", "512x1024x1024"), compile_modes=MODES),
+    # The GPU proof's (benchmarks/gpu_proof.sh): every metric on a few cases in minutes, an
+    # overhead-bound, a mid-size, a transformer and a GEMV shape, float32 (TF32 pinned off)
+    # and float16.
+    "gpu": Sweep("gpu", ("1x64x64", "64x256x256", "8x128x768x3072", "1x4096x4096"), ("float32", "float16"), 0.05,
+                 memory_dtypes=("float32", "float16"), speedup_dtypes=("float32", "float16"),
+                 compile_shapes=("64x256x256",)),
 }
 
 
@@ -197,19 +206,24 @@ def dtype_of(name: str) -> torch.dtype:
 
 # Rough rates of this class of machine (2-core AVX2 CPU), used only to skip cases
 # that would blow a sweep's budget: float32 GEMM ~150 GFLOP/s, float64 half that,
-# bfloat16/float16 ~10 GFLOP/s (no native support), memory ~10 GB/s.  On CUDA every
-# dtype is fast, so the estimate is deliberately generous.
+# bfloat16/float16 ~10 GFLOP/s (no native support), memory ~10 GB/s.
 _CPU_GFLOPS = {"float32": 150.0, "float64": 70.0, "bfloat16": 10.0, "float16": 8.0}
 _CPU_BYTES_PER_S = 10e9
-_CUDA_GFLOPS = 50_000.0
+# On CUDA, rates a current data-centre GPU beats and a consumer one reaches, per dtype:
+# float64 runs at 1/32-1/64 of float32 on consumer GPUs (1/2 on an H100), float32 in full
+# precision (TF32 is pinned off: linear_impls.gpu), the half types on tensor cores.
+_CUDA_GFLOPS = {"float32": 20_000.0, "float64": 500.0, "bfloat16": 100_000.0, "float16": 100_000.0}
 _CUDA_BYTES_PER_S = 1e12
+# Launching a kernel or two, whatever the size.
+_CUDA_LAUNCH_SECONDS = 10e-6
 
 
 def estimated_seconds(shape: Shape, dtype: str, device: str, mode: str, workspace_bytes: int = 0) -> float:
     itemsize = dtype_of(dtype).itemsize
     moved = shape.tensor_bytes(itemsize, mode) + workspace_bytes * MODE_FLOP_FACTOR[mode]
     if device == "cuda":
-        return shape.flops(mode) / (_CUDA_GFLOPS * 1e9) + moved / _CUDA_BYTES_PER_S
+        return (shape.flops(mode) / (_CUDA_GFLOPS[dtype] * 1e9) + moved / _CUDA_BYTES_PER_S
+                + _CUDA_LAUNCH_SECONDS * MODE_FLOP_FACTOR[mode])
     return shape.flops(mode) / (_CPU_GFLOPS[dtype] * 1e9) + moved / _CPU_BYTES_PER_S
 
 
@@ -222,10 +236,16 @@ def available_devices() -> list[str]:
 
 
 def cuda_available() -> bool:
-    # The NVML check answers without initialising CUDA in this process, so a
-    # forkserver or multiprocessing fork afterwards stays safe.
-    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-    return torch.backends.cuda.is_built() and torch.cuda.is_available()
+    return gpu.cuda_unavailable_reason() is None
+
+
+def device_unavailable_reason(device: str) -> str | None:
+    """Why ``device`` cannot run cases here (None when it can)."""
+    if device == "cpu":
+        return None
+    if device == "cuda":
+        return gpu.cuda_unavailable_reason()
+    return f"unknown device {device!r}"
 
 
 def free_memory_bytes(device: str) -> int:
@@ -244,8 +264,11 @@ def free_memory_bytes(device: str) -> int:
 
 
 def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: Sweep | None = None,
-                *, free_bytes: int | None = None) -> str | None:
-    """Why a case is not run (None when it is): sweep, device, declared limits, memory, budget."""
+                *, free_bytes: dict[str, int] | int | None = None) -> str | None:
+    """Why a case is not run (None when it is): sweep, device, declared limits, memory on each
+    device it needs, the per-call budget, and the cost of its check's reference.
+
+    ``free_bytes``: free memory per device (an int: the case's own device), instead of asking."""
     sweep = sweep or current_sweep()
     if shape.id not in sweep.shapes:
         return f"not in the {sweep.name!r} sweep"
@@ -257,8 +280,9 @@ def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: S
                 f"{', '.join(sweep.compile_modes)}")
     if dtype not in sweep.dtypes:
         return f"{dtype} not in the {sweep.name!r} sweep"
-    if device not in available_devices():
-        return f"device {device} not available on this machine"
+    unavailable = device_unavailable_reason(device)
+    if unavailable:
+        return f"device {device} not available on this machine: {unavailable}"
     if impl.untimed:
         return f"{impl.name}: {impl.untimed}"
     limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(shape.input_shape)) \
@@ -268,13 +292,40 @@ def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: S
     itemsize = dtype_of(dtype).itemsize
     workspace = impl.limits.workspace(shape.rows, shape.in_features, shape.out_features, itemsize) \
         if impl.limits.workspace else 0
-    # Tensors, gradients and the float64 reference the check computes.
-    need = shape.tensor_bytes(itemsize, mode) + workspace * MODE_FLOP_FACTOR[mode] + shape.tensor_bytes(8, mode)
-    free = free_memory_bytes(device) if free_bytes is None else free_bytes
-    if need > free * 0.8:
-        return f"needs ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on {device}"
+    given = {device: free_bytes} if isinstance(free_bytes, int) else (free_bytes or {})
+    for where, need in memory_needs(shape, dtype, device, mode, workspace).items():
+        free = given[where] if where in given else free_memory_bytes(where)
+        if need > free * 0.8:
+            what = "the case" if where == device and device != "cpu" else (
+                "the case and its check's float64 reference" if where == device else "its check's float64 reference")
+            return f"{what} need ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on {where}"
     est = estimated_seconds(shape, dtype, device, mode, workspace)
     if est > sweep.max_call_seconds:
         return (f"estimated {est * 1e3:.0f} ms a call, over the {sweep.name!r} sweep's "
                 f"{sweep.max_call_seconds * 1e3:.0f} ms budget (the 'full' sweep runs it)")
+    ref = reference_seconds(shape, mode)
+    if ref > MAX_REFERENCE_SECONDS:
+        return f"its check's float64 reference on the CPU would take ~{ref:.0f} s, over {MAX_REFERENCE_SECONDS:.0f} s"
     return None
+
+
+def memory_needs(shape: Shape, dtype: str, device: str, mode: str, workspace: int = 0) -> dict[str, int]:
+    """Bytes a case needs on each device: its tensors, gradients and workspace where it runs,
+    and the float64 reference its check computes, which is always on the CPU (with the
+    device's results copied there to be compared)."""
+    itemsize = dtype_of(dtype).itemsize
+    case = shape.tensor_bytes(itemsize, mode) + workspace * MODE_FLOP_FACTOR[mode]
+    reference = shape.tensor_bytes(8, mode)
+    if device == "cpu":
+        return {"cpu": case + reference}
+    return {device: case, "cpu": 2 * reference}
+
+
+# A check's float64 reference runs once per case, before any timing, on the CPU: a case whose
+# reference would take longer is skipped, whichever device it is timed on.
+MAX_REFERENCE_SECONDS = 120.0
+
+
+def reference_seconds(shape: Shape, mode: str) -> float:
+    """Estimated time of a case's float64 reference (and its gradients) on this CPU."""
+    return shape.flops(mode) / (_CPU_GFLOPS["float64"] * 1e9)

@@ -262,11 +262,21 @@ def test_workflow_runs_only_makefile_targets():
     dry = subprocess.run(["make", "-n", "-C", str(ROOT), "history", "MACHINE=ci"], capture_output=True,
                          text=True, env=env).stdout
     assert "--new 10 -- --machine ci" in dry and "asv publish" in dry
-    # One history job per runner, each under its own machine name, and the pages built after all.
-    history, pages = flow["jobs"]["history"], flow["jobs"]["pages"]
-    assert history["runs-on"] == "${{ matrix.runner }}" and history["strategy"]["fail-fast"] is False
-    include = history["strategy"]["matrix"]["include"]
-    assert "vars.GPU_RUNNER" in include and '"machine":"linbench-ci"' in include and "linbench-ci-gpu" in include
+    # The CPU runner's history; the GPU runner's job of its own, under its own machine name; the
+    # pages built after both, from both runners' checks.
+    history, gpu, pages = flow["jobs"]["history"], flow["jobs"]["gpu"], flow["jobs"]["pages"]
+    assert history["runs-on"] == "${{ matrix.runner }}"
+    assert [i["machine"] for i in history["strategy"]["matrix"]["include"]] == ["linbench-ci"]
     assert "make history MACHINE=${{ matrix.machine }}" in [s.get("run") for s in history["steps"]]
-    assert pages["needs"] == "history" and "make results-pull" in [s.get("run") for s in pages["steps"]]
+    assert "vars.GPU_RUNNER" in gpu["if"] and gpu["runs-on"] == "${{ vars.GPU_RUNNER }}"
+    gpu_runs = [s.get("run") for s in gpu["steps"] if "run" in s]
+    # CUDA must be visible before anything else runs, and the sweep is CUDA's alone, pushed chunk by chunk.
+    assert gpu_runs.index("make cuda-visible") < gpu_runs.index("make test-cuda") < gpu_runs.index(
+        "make history MACHINE=linbench-ci-gpu DEVICE=cuda NEW=3 PUSH_EACH_CHUNK=1")
+    dry = subprocess.run(["make", "-n", "-C", str(ROOT), "history", "MACHINE=linbench-ci-gpu", "DEVICE=cuda",
+                          "PUSH_EACH_CHUNK=1"], capture_output=True, text=True, env=env).stdout
+    assert "linbench check --device cuda" in dry and "--device cuda" in dry.split("linbench run")[1]
+    assert "--after-chunk 'sh .ci/results-branch push'" in dry
+    assert set(pages["needs"]) == {"history", "gpu"} and "make results-pull" in [s.get("run") for s in pages["steps"]]
+    assert "make pages CHECKS=checks" in [s.get("run") for s in pages["steps"]]
     assert flow["jobs"]["deploy-pages"]["needs"] == "pages"

@@ -556,3 +556,20 @@ def test_cli_report_from_pytest_benchmark_only(pb_runs, tmp_path):
     assert 'id="pytest"' in out.read_text(encoding="utf-8")
     # Neither asv results nor pytest-benchmark runs: nothing to build from.
     one_error_line(run_linbench(*args), "does not exist", "no-asv-results")
+
+
+def test_cli_report_reads_one_checks_file_per_runner(tmp_path):
+    # CI's pages job: the CPU runner's checks and the GPU runner's, read as one.
+    data = Path(__file__).parent / "data" / "report"
+    rows = json.loads((data / "checks.json").read_text())
+    cpu = [r for r in rows if r["impl"] != "einsum"]
+    cuda = [dict(r, device="cuda") for r in rows if r["impl"] == "einsum"]
+    (tmp_path / "cpu.json").write_text(json.dumps(cpu))
+    (tmp_path / "cuda.json").write_text(json.dumps(cuda))
+    out = tmp_path / "index.html"
+    proc = run_linbench("report", "--results", str(data / "results"), "--checks", str(tmp_path / "cpu.json"),
+                        "--checks", str(tmp_path / "cuda.json"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text(encoding="utf-8")
+    checks = page[page.index('id="checks"'):]
+    assert re.search(r"<tr><th>einsum</th><td class=\"cell\">2</td>", checks), checks[:3000]

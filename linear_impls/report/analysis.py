@@ -308,6 +308,15 @@ def rooflines(rated: pd.DataFrame, ceilings: pd.DataFrame) -> list[dict]:
             peak, source = _sweep_peak(grp)
         grp = grp.copy()
         grp["roof"] = np.minimum(peak, bandwidth * grp["ai"]) if bandwidth else peak
+        # A case whose tensors fit in the device's cache runs from it, call after call: its
+        # memory roof is the cache's bandwidth (measured on CUDA: ceilings.cache_bandwidth).
+        cache_bw = ceiling.get((file_id, "", device, "cache_bandwidth"))
+        cache_bytes = ceiling.get((file_id, "", device, "cache_bytes"))
+        grp["in_cache"] = False
+        if cache_bw and cache_bytes:
+            grp["in_cache"] = [shapes[s].tensor_bytes(items[d]) <= cache_bytes
+                               for s, d in zip(grp["shape"], grp["dtype"], strict=True)]
+            grp.loc[grp["in_cache"], "roof"] = np.minimum(peak, cache_bw * grp.loc[grp["in_cache"], "ai"])
         grp["of_roof"] = grp["gflops"] / grp["roof"]
         # Above the roof is no result but a ceiling its benchmark did not reach (older results
         # measured a GEMM only; caches can beat a bandwidth measured beyond them).
@@ -317,6 +326,8 @@ def rooflines(rated: pd.DataFrame, ceilings: pd.DataFrame) -> list[dict]:
         out.append({"file": int(file_id), "machine": grp["machine"].iloc[0], "env": grp["env"].iloc[0],
                     "device": device, "dtype": dtype, "peak": float(peak), "bandwidth": bandwidth,
                     "ridge": float(peak / bandwidth) if bandwidth else None, "peak_source": source,
+                    "cache_bandwidth": cache_bw, "cache_bytes": cache_bytes,
+                    "n_in_cache": int(grp["in_cache"].sum()),
                     "best": best[["impl", "shape", "gflops", "ai", "roof", "of_roof", "above_roof"]],
                     "points": grp[["impl", "shape", "ai", "gflops", "roof", "of_roof", "above_roof"]]
                     .sort_values(["impl", "ai"]).reset_index(drop=True)})

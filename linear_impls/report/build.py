@@ -63,7 +63,7 @@ class Analysed:
                    data.ceilings)
 
 
-def build_report(results_dir: Path, out: Path, *, checks_json: Path | None = None,
+def build_report(results_dir: Path, out: Path, *, checks_json: Path | Iterable[Path] | None = None,
                  asv_html: str = "asv/index.html", pytest_benchmark: Iterable[Path] = (),
                  asv_conf: Path | None = None) -> ReportSummary:
     """Build the summary page ``out`` from asv results under ``results_dir``.
@@ -83,7 +83,10 @@ def build_report(results_dir: Path, out: Path, *, checks_json: Path | None = Non
     pb = load_pytest_benchmark(pytest_benchmark, pb_warnings)
     data = load_results(results_dir, allow_empty=pb is not None)
     warnings = data.warnings + pb_warnings
-    checks = load_checks(Path(checks_json), warnings) if checks_json is not None else None
+    if isinstance(checks_json, (str, Path)):
+        checks_json = [checks_json]
+    checks = (pd.concat([load_checks(Path(c), warnings) for c in checks_json], ignore_index=True)
+              if checks_json else None)
 
     # Compiled variants in the results are derived here too, so the page can describe them.
     for name in set(data.frame["impl"]):

@@ -34,8 +34,12 @@ STATS = ["ci_a", "ci_b", "q25", "q75", "number", "repeat", *PROCESS_STATS]
 MEASUREMENT = ["file", "source", "machine", "env", "commit", "date", "benchmark", *CASE, "kind", "value",
                "status", *STATS]
 # A row per source file: an asv results file or a pytest-benchmark run.
+# What a results file's Environment benchmarks recorded beyond the threads: the GPU (n/a on
+# a machine without one) and the matmul precision flags the cases ran under (linear_impls.gpu).
+GPU_FACTS = ["cuda_capability", "cuda_multiprocessors", "cuda_memory_gib", "cuda_runtime", "cuda_driver"]
+PRECISION_FACTS = ["tf32", "reduced_precision_reduction"]
 FILE = ["file", "source", "path", "machine", "env", "commit", "date", "python", "torch", "threads",
-        "compile_threads", "cpu", "dirty", "branch", "params", "env_vars"]
+        "compile_threads", "cpu", "dirty", "branch", "params", "env_vars", *GPU_FACTS, *PRECISION_FACTS]
 
 # Fixed parameters of the suite's benchmarks (matched on "Class.method", any module).
 FIXED = {
@@ -71,9 +75,13 @@ _ASV_STATS = {"ci_99_a": "ci_a", "ci_99_b": "ci_b", "q_25": "q25", "q_75": "q75"
 # The suite records the thread counts it pinned as benchmarks of their own
 # (Environment.track_threads, Environment.track_inductor_compile_threads).
 ENVIRONMENT_BENCHMARKS = {".Environment.track_threads": "threads",
-                          ".Environment.track_inductor_compile_threads": "compile_threads"}
+                          ".Environment.track_inductor_compile_threads": "compile_threads",
+                          **{f".Environment.track_{k}": k for k in PRECISION_FACTS},
+                          **{f".EnvironmentGpu.track_{k}": k for k in GPU_FACTS}}
 # The roofline's ceilings (bench_linear.Ceilings): a row per file, dtype, device and kind.
-CEILING_KINDS = {"Ceilings.track_peak_gflops": "peak", "MemoryBandwidth.track_bandwidth_gbs": "bandwidth"}
+CEILING_KINDS = {"Ceilings.track_peak_gflops": "peak", "MemoryBandwidth.track_bandwidth_gbs": "bandwidth",
+                 "MemoryBandwidth.track_cache_bandwidth_gbs": "cache_bandwidth",
+                 "MemoryBandwidth.track_cache_bytes": "cache_bytes"}
 CEILING = ["file", "machine", "env", "commit", "dtype", "device", "kind", "value"]
 
 
@@ -219,7 +227,8 @@ def load_results(results_dir: Path, *, allow_empty: bool = False) -> Measurement
                "commit": str(res.commit_hash), "date": _float(res.date), "python": str(res._python or ""),
                "torch": str(params.get("torch") or (res._requirements or {}).get("torch") or "unknown"),
                "threads": "", "compile_threads": "", "cpu": str(params.get("cpu", "")), "dirty": False, "branch": "",
-               "params": params, "env_vars": res.env_vars if isinstance(res.env_vars, dict) else {}}
+               "params": params, "env_vars": res.env_vars if isinstance(res.env_vars, dict) else {},
+               **{k: "" for k in (*GPU_FACTS, *PRECISION_FACTS)}}
         files.append(row)
         for b in results.iter_benchmarks(res):
             if short(b.name) in CEILING_KINDS and not b.error and len(b.params) in (1, 2):
@@ -235,7 +244,7 @@ def load_results(results_dir: Path, *, allow_empty: bool = False) -> Measurement
             if column is not None:
                 value = b.values[0] if b.values else None
                 if isinstance(value, (int, float)) and value == value:
-                    row[column] = str(int(value))
+                    row[column] = str(int(value)) if float(value).is_integer() else f"{value:g}"
                 continue
             frame = _benchmark_frame(b, meta)
             if isinstance(frame, str):

@@ -22,7 +22,7 @@ from .. import checks as checks_mod
 from .. import dropin, history, instructions, registry, sweep
 from ..units import fmt, fmt_date
 from . import analysis, plots
-from .load import UNIT_OF, short
+from .load import GPU_FACTS, UNIT_OF, short
 
 # Changed cases drawn as charts (the table lists them all).
 MAX_HISTORY_CHARTS = 12
@@ -383,12 +383,42 @@ def env_section(d, impls: list[str], with_files: bool) -> Section:
                 ram = f"{int(info.get('ram', '')) / 2**30:.1f} GiB"
             except ValueError:
                 ram = str(info.get("ram", ""))
-            rows.append({"f": f, "info": info, "ram": ram, "threads": _threads(f),
+            rows.append({"f": f, "info": info, "ram": ram, "threads": _threads(f), "gpu": _gpu_text(f),
+                         "precision": _precision_text(f),
                          "n_commits": int(n_commits.get((f["machine"], f["env"]), 0))})
     registered = set(registry.names())
     impl_rows = [(impl, registry.get(impl) if impl in registered else None) for impl in analysis.impl_order(impls)]
     return Section("env", "Environment", "env.html.j2", {"rows": rows, "impls": impl_rows,
-                                                         "with_files": with_files})
+                                                         "with_files": with_files,
+                                                         "with_gpu": any(r["gpu"] for r in rows),
+                                                         "with_precision": any(r["precision"] for r in rows)})
+
+
+def _gpu_text(f: pd.Series) -> str:
+    """The GPU as its Environment benchmarks recorded it: capability, multiprocessors, memory,
+    CUDA runtime and driver ("" where none was recorded)."""
+    get = {k: str(f.get(k) or "") for k in GPU_FACTS}
+    if not get["cuda_capability"]:
+        return ""
+    parts = [f"sm {get['cuda_capability']}"]
+    if get["cuda_multiprocessors"]:
+        parts.append(f"{get['cuda_multiprocessors']} SMs")
+    if get["cuda_memory_gib"]:
+        parts.append(f"{get['cuda_memory_gib']} GiB")
+    if get["cuda_runtime"]:
+        parts.append(f"CUDA {get['cuda_runtime']}")
+    if get["cuda_driver"]:
+        drv = int(get["cuda_driver"])
+        parts.append(f"driver API {drv // 1000}.{drv % 1000 // 10}")
+    return ", ".join(parts)
+
+
+def _precision_text(f: pd.Series) -> str:
+    tf32, reduced = str(f.get("tf32") or ""), str(f.get("reduced_precision_reduction") or "")
+    if not tf32 and not reduced:
+        return ""
+    return ("TF32 allowed" if tf32 == "1" else "full float32") + (
+        ", half-precision partial sums allowed" if reduced == "1" else ", float32 partial sums")
 
 
 def _threads(f: pd.Series) -> str:
