@@ -159,22 +159,22 @@ def _state_dict_round_trip(cls: type, in_f: int, out_f: int, bias: bool) -> None
         if t.dtype != want:
             raise DropInFailure(f"state_dict[{key!r}] is {_name(t.dtype)}, nn.Linear's is {_name(want)} ({where})")
     x = _inputs(in_f)
-    try:
-        mine.load_state_dict(ref.state_dict(), strict=True)
-    except Exception as exc:
-        raise DropInFailure(f"load_state_dict(nn.Linear's state_dict, strict=True) failed ({where}): "
-                            f"{_first_line(exc)}") from None
-    with torch.no_grad():
-        _outputs_equal(f"after loading nn.Linear's state_dict ({where}), against that nn.Linear", mine(x), ref(x))
+    _load_and_compare(mine, ref, x, f"load_state_dict(nn.Linear's state_dict, strict=True) ({where})",
+                      f"after loading nn.Linear's state_dict ({where}), against that nn.Linear")
     fresh = _seeded(3, lambda: build_module(cls, in_f, out_f, bias))
-    back = nn.Linear(in_f, out_f, bias=bias)
+    _load_and_compare(nn.Linear(in_f, out_f, bias=bias), fresh, x,
+                      f"nn.Linear.load_state_dict(its state_dict, strict=True) ({where})",
+                      f"nn.Linear loaded from its state_dict ({where}), against it")
+
+
+def _load_and_compare(dst: nn.Module, src: nn.Module, x: torch.Tensor, load: str, compare: str) -> None:
+    """``dst.load_state_dict(src.state_dict(), strict=True)``, then both give the same outputs on ``x``."""
     try:
-        back.load_state_dict(fresh.state_dict(), strict=True)
+        dst.load_state_dict(src.state_dict(), strict=True)
     except Exception as exc:
-        raise DropInFailure(f"nn.Linear.load_state_dict(its state_dict, strict=True) failed ({where}): "
-                            f"{_first_line(exc)}") from None
+        raise DropInFailure(f"{load} failed: {_first_line(exc)}") from None
     with torch.no_grad():
-        _outputs_equal(f"nn.Linear loaded from its state_dict ({where}), against it", back(x), fresh(x))
+        _outputs_equal(compare, dst(x), src(x))
 
 
 def check_init(cls: type, seed: int = INIT_SEED) -> str:
