@@ -461,12 +461,12 @@ class DeviceMemory:
     def setup(self, impl, shape, dtype, mode):
         if dtype not in sweep.current_sweep().memory_dtypes:
             raise NotImplementedError(f"{dtype}: memory is measured in {sweep.current_sweep().memory_dtypes}")
+        if _gpu is None:
+            raise NotImplementedError("this commit measures no call's own device memory")
         _no_compiled_peak(impl)
         self.case = _prepare(impl, shape, dtype, "cuda", mode, check=False)
 
     def track_peak_bytes(self, impl, shape, dtype, mode):
-        if _gpu is None or not hasattr(_gpu, "call_peak_bytes"):
-            raise NotImplementedError("this commit measures no call's own device memory")
         return _gpu.call_peak_bytes(self.case.step)
 
     track_peak_bytes.unit = "bytes"
@@ -506,22 +506,32 @@ class MemoryBandwidth:
 
     track_bandwidth_gbs.unit = "GB/s"
 
-    # The GPU's L2: the roof of a case whose tensors it holds (linear_impls.ceilings says why).
+
+class CacheBandwidth:
+    """The GPU's L2: the roof of a case whose tensors it holds (``linear_impls.ceilings`` says
+    why); n/a on a CPU."""
+
+    params = [DEVICES]
+    param_names = ["device"]
+    timeout = 300
+
+    def setup(self, device):
+        _ceiling_available(device)
+        if not hasattr(_ceilings, "cache_bandwidth"):
+            raise NotImplementedError("this commit measures no cache bandwidth")
+        if device != "cuda":
+            raise NotImplementedError("the cache's bandwidth is a roof on CUDA only")
+        self.gbs, self.cache_bytes = _ceilings.cache_bandwidth(device)
+
     def track_cache_bandwidth_gbs(self, device):
-        return _cache_ceiling(device)[0]
+        return self.gbs
 
     track_cache_bandwidth_gbs.unit = "GB/s"
 
     def track_cache_bytes(self, device):
-        return _cache_ceiling(device)[1]
+        return self.cache_bytes
 
     track_cache_bytes.unit = "bytes"
-
-
-def _cache_ceiling(device):
-    if not hasattr(_ceilings, "cache_bandwidth"):
-        raise NotImplementedError("this commit measures no cache bandwidth")
-    return _ceilings.cache_bandwidth(device)
 
 
 def _ceiling_available(device):
@@ -594,8 +604,8 @@ class CompileCost:
 
 
 class Environment:
-    """What the timings ran under, recorded with every result: threads, the matmul precision
-    flags, and the GPU (each n/a without one), so a change of any shows beside the history."""
+    """What the timings ran under, recorded with every result (with ``EnvironmentPrecision``
+    and ``EnvironmentGpu``), so a change of any shows beside the history."""
 
     def track_inductor_compile_threads(self):
         return int(os.environ.get("TORCHINDUCTOR_COMPILE_THREADS", "0"))
@@ -607,14 +617,24 @@ class Environment:
 
     track_threads.unit = "threads"
 
-    # 1 where a GEMM may compute below full precision (linear_impls.gpu.PINNED says why not).
+
+
+class EnvironmentPrecision:
+    """The matmul precision flags every case ran under (``linear_impls.gpu.PINNED`` says why
+    they are pinned): 1 where a GEMM may compute below full precision."""
+
+    def setup(self):
+        if _gpu is None:
+            raise NotImplementedError("this commit pins no precision flags")
+        self.flags = _gpu.reduced_precision()
+
     def track_tf32(self):
-        return _precision()["tf32"]
+        return self.flags["tf32"]
 
     track_tf32.unit = "flag"
 
     def track_reduced_precision_reduction(self):
-        return _precision()["reduced_precision_reduction"]
+        return self.flags["reduced_precision_reduction"]
 
     track_reduced_precision_reduction.unit = "flag"
 
@@ -658,7 +678,3 @@ class EnvironmentGpu:
     track_cuda_driver.unit = "version"
 
 
-def _precision():
-    if _gpu is None:
-        raise NotImplementedError("this commit pins no precision flags")
-    return _gpu.reduced_precision()

@@ -221,7 +221,7 @@ def snapshot(results_dir: Path, commits: list[str], target: Target) -> dict[tupl
 
 # Recorded by every run whatever it was asked to measure, so it says nothing about whether
 # the run measured anything.
-BOOKKEEPING = "bench_linear.Environment"  # Environment and EnvironmentGpu
+BOOKKEEPING = "bench_linear.Environment"  # Environment, EnvironmentPrecision, EnvironmentGpu
 
 
 def newly_recorded(before: dict[tuple, object], after: dict[tuple, object]) -> int:

@@ -263,7 +263,7 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
         eager = alt([i for i in impls if not is_compiled(repr(i))]) if impls else "(?!)"
         chosen_compiled = [i for i in impls if is_compiled(repr(i))]
         compiled_impl = alt(chosen_compiled) if chosen_compiled else "(?!)"
-    patterns = {"Environment": r"^bench_linear\.Environment(?:Gpu)?\.",
+    patterns = {"Environment": r"^bench_linear\.Environment(?:Gpu|Precision)?\.",
                 "Timed": rf"^bench_linear\.(?:Inference|Training)\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}\)$"}
     # The metrics a history can trust on a shared machine: the interleaved ratio to
     # F.linear, and (CPU, in the sweep's instruction dtypes) instructions per call.
@@ -293,7 +293,8 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
     patterns["Ceilings"] = rf"^bench_linear\.Ceilings\.\w+\({dtypes}, {alt(devices)}\)$"
     if "float32" in sweep_def.dtypes:
         patterns["Ceilings"] = rf"^bench_linear\.(?:Ceilings\.\w+\({dtypes}, {alt(devices)}\)" \
-                               rf"|MemoryBandwidth\.\w+\({alt(devices)}\))$"
+                               rf"|MemoryBandwidth\.\w+\({alt(devices)}\)" \
+                               + (r"|CacheBandwidth\.\w+\('cuda'\)" if "cuda" in devices else "") + ")$"
     if mem_dtypes and "cuda" in devices:
         patterns["DeviceMemory"] = \
             rf"^bench_linear\.DeviceMemory\.\w+\({eager}, {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"

@@ -130,7 +130,8 @@ CACHE_CALLS = 100
 
 def cache_bandwidth(device: str = "cuda") -> tuple[float, int]:
     """(GB/s, cache bytes): a float32 triad whose three arrays fill half the GPU's L2, timed
-    over ``CACHE_CALLS`` calls at a time.  CUDA only (``NotImplementedError`` elsewhere)."""
+    over ``CACHE_CALLS`` calls at a time (``bench_linear.CacheBandwidth``).  CUDA only
+    (``NotImplementedError`` elsewhere)."""
     if device != "cuda":
         raise NotImplementedError("the cache's bandwidth is a roof on CUDA only (module docstring)")
     l2 = int(getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0) or 0)

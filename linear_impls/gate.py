@@ -159,7 +159,7 @@ def bench_patterns(sweep_def: sweep.Sweep, user_regex: str | None, *, counted: b
                     r"'[^']+'\)$"]
     else:
         patterns = [rf"^{re.escape(RELATIVE)}\({bench.EAGER_IMPL}, {alt(sweep_def.shapes)}, {alt(sweep_def.dtypes)}, "
-                    rf"{alt(sweep.available_devices())}, '[^']+'\)$", r"^bench_linear\.Environment(?:Gpu)?\."]
+                    rf"{alt(sweep.available_devices())}, '[^']+'\)$", r"^bench_linear\.Environment(?:Gpu|Precision)?\."]
     if user_regex is None:
         return patterns
     try:

@@ -96,14 +96,14 @@ def asv_run(tmp_path_factory):
         # The hanging one costs a timeout per round: one case is enough.
         r"^bench_linear\.Inference\.\w+\('faulty_hang', '3x2x3', 'float32', 'cpu'\)$",
         rf"^bench_linear\.Inference\.\w+\('(?:{'|'.join(ASV_MORE_FAULTY)})', '3x2x3', 'float32', 'cpu'\)$",
-        r"^bench_linear\.Environment(?:Gpu)?\.",
+        r"^bench_linear\.Environment(?:Gpu|Precision)?\.",
         # The compiled variants' compile cost: n/a in the quick sweep (no compile subset), cheap,
         # and recorded so asv's summary page has a graph for every benchmark it lists.
         r"^bench_linear\.CompileCost\.\w+\('compiled_f_linear', '1x8x8', 'float32', 'cpu', 'forward'\)$",
         # One interleaved speedup, so asv's summary page has a graph for that benchmark too.
         r"^bench_linear\.Speedup\.\w+\('f_linear', '1x8x8', 'float32', 'cpu', 'forward'\)$",
         # The roofline's ceilings, as the sweep measures them.
-        r"^bench_linear\.(?:Ceilings\.\w+\('float32', 'cpu'\)|MemoryBandwidth\.\w+\('cpu'\))$",
+        r"^bench_linear\.(?:Ceilings\.\w+\('float32', 'cpu'\)|(?:MemoryBandwidth|CacheBandwidth)\.\w+\('cpu'\))$",
     ]
     args = ["run", "-E", f"existing:{sys.executable}", "--set-commit-hash", head, "--machine", "linbench-test",
             "--record-samples", "--show-stderr", "-a", f"timeout={ASV_TIMEOUT}"]

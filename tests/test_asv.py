@@ -59,8 +59,11 @@ def test_short_run_records_good_cases_and_fails_faulty_ones(asv_run):
         values[("bench_linear.Inference.time_forward", "f_linear", "3x2x3", "float32", "cuda")]
     assert values[("bench_linear.Environment.track_threads",)] == 2  # pinned by $LINBENCH_THREADS, recorded
     # The matmul precision every case ran under, pinned and recorded; no GPU here to record.
-    assert values[("bench_linear.Environment.track_tf32",)] == 0
-    assert values[("bench_linear.Environment.track_reduced_precision_reduction",)] == 0
+    assert values[("bench_linear.EnvironmentPrecision.track_tf32",)] == 0
+    assert values[("bench_linear.EnvironmentPrecision.track_reduced_precision_reduction",)] == 0
+    # The cache's roof is CUDA's: n/a here, never a failed case.
+    assert values[("bench_linear.CacheBandwidth.track_cache_bandwidth_gbs", "cpu")] != \
+        values[("bench_linear.CacheBandwidth.track_cache_bandwidth_gbs", "cpu")]
     capability = values[("bench_linear.EnvironmentGpu.track_cuda_capability",)]
     assert capability != capability  # n/a (NaN), not failed (None)
 

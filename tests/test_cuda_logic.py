@@ -110,7 +110,8 @@ def test_precision_flags_are_pinned_and_change_the_check_cache_key(monkeypatch, 
 
 def test_environment_records_the_flags_and_no_gpu_here():
     out = _bench_linear(
-        "e = bl.Environment()\nprint('flags', e.track_tf32(), e.track_reduced_precision_reduction())\n"
+        "e = bl.EnvironmentPrecision()\ne.setup()\n"
+        "print('flags', e.track_tf32(), e.track_reduced_precision_reduction())\n"
         "try:\n    bl.EnvironmentGpu().setup()\nexcept NotImplementedError as exc:\n    print('gpu n/a:', exc)\n")
     assert "flags 0 0" in out  # pinned in every case's process at import
     assert "gpu n/a: no CUDA device here" in out  # asv: n/a (skipped in setup), never failed

@@ -76,12 +76,12 @@ _ASV_STATS = {"ci_99_a": "ci_a", "ci_99_b": "ci_b", "q_25": "q25", "q_75": "q75"
 # (Environment.track_threads, Environment.track_inductor_compile_threads).
 ENVIRONMENT_BENCHMARKS = {".Environment.track_threads": "threads",
                           ".Environment.track_inductor_compile_threads": "compile_threads",
-                          **{f".Environment.track_{k}": k for k in PRECISION_FACTS},
+                          **{f".EnvironmentPrecision.track_{k}": k for k in PRECISION_FACTS},
                           **{f".EnvironmentGpu.track_{k}": k for k in GPU_FACTS}}
 # The roofline's ceilings (bench_linear.Ceilings): a row per file, dtype, device and kind.
 CEILING_KINDS = {"Ceilings.track_peak_gflops": "peak", "MemoryBandwidth.track_bandwidth_gbs": "bandwidth",
-                 "MemoryBandwidth.track_cache_bandwidth_gbs": "cache_bandwidth",
-                 "MemoryBandwidth.track_cache_bytes": "cache_bytes"}
+                 "CacheBandwidth.track_cache_bandwidth_gbs": "cache_bandwidth",
+                 "CacheBandwidth.track_cache_bytes": "cache_bytes"}
 CEILING = ["file", "machine", "env", "commit", "dtype", "device", "kind", "value"]
 
 
