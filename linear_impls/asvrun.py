@@ -134,12 +134,15 @@ def existing_cases(results_dir: Path, commit: str, target: Target) -> set[str]:
 # One asv invocation per chunk: a chunk's results are written when it ends, so a kill
 # loses the chunk in flight and no more.  Each chunk pays asv's start-up again; the
 # groups below are the trade-off measured in benchmarks/README.md ("Chunks").
+# First what the page answers with (the speedups, then the wall times and ceilings of its
+# tables and roofline), so `make bench`'s page after each chunk has the answer early; then
+# what the history decides with.
 CHUNK_GROUPS = (
-    ("instruction counts", ("Instructions",)),
-    ("ratio to F.linear", ("RelativeToTorch",)),
     # The first screen's speedups, in several processes per case (asv's rounds).
     ("speedup over the baseline", ("Speedup",)),
     ("wall time, memory and ceilings", ("Timed", "HostMemory", "DeviceMemory", "Ceilings")),
+    ("ratio to F.linear", ("RelativeToTorch",)),
+    ("instruction counts", ("Instructions",)),
     # Compiling takes seconds per case: a chunk of its own, lost alone if killed.
     ("compiled variants", ("Compiled",)),
 )
