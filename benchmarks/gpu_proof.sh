@@ -37,8 +37,8 @@ if [ -z "$PY" ]; then
   fi
   "$PY" -m pip install -q --disable-pip-version-check -e . pytest pyyaml || fail "pip install -e ."
 fi
-ASV=$(dirname "$PY")/asv
-[ -x "$ASV" ] || ASV="$PY -m asv"
+ASV=("$(dirname "$PY")/asv")
+[ -x "${ASV[0]}" ] || ASV=("$PY" -m asv)
 export LINBENCH_SWEEP=gpu LINBENCH_CHECK_CACHE=off
 
 step "the GPU, as linbench sees it"
@@ -64,7 +64,7 @@ CHECKS=$?
 
 step "asv: the gpu sweep's CUDA cases, every metric"
 IMPLS="nn_linear f_linear addmm mul_sum compiled_f_linear compiled_ro_f_linear"
-"$ASV" machine --yes --machine gpu-proof > /dev/null
+"${ASV[@]}" machine --yes --machine gpu-proof > /dev/null
 PATTERNS=$("$PY" - $IMPLS << 'EOF'
 import sys
 sys.path.insert(0, "benchmarks")
@@ -75,7 +75,7 @@ for p in bench.asv_patterns(sweep.SWEEPS["gpu"], devices=["cuda"], impls=sys.arg
 EOF
 )
 # shellcheck disable=SC2086
-"$ASV" run -E "existing:$PY" --set-commit-hash "$(git rev-parse HEAD)" --machine gpu-proof --record-samples \
+"${ASV[@]}" run -E "existing:$PY" --set-commit-hash "$(git rev-parse HEAD)" --machine gpu-proof --record-samples \
   --show-stderr $PATTERNS > "$OUT/asv.txt" 2>&1
 ASV_RC=$?
 tail -n 2 "$OUT/asv.txt" | sed 's/^/  /'
