@@ -30,8 +30,10 @@ What each of these cost before, and how it was measured: benchmarks/README.md,
 "Figures behind the suite's choices".
 """
 
+import itertools
 import os
 import sys
+import time
 
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 # Inductor compiles in one process, not a pool of workers competing for a shared runner's
@@ -74,6 +76,10 @@ try:
     from linear_impls import ceilings as _ceilings  # noqa: E402
 except ImportError:  # a commit older than measured ceilings
     _ceilings = None
+try:
+    from linear_impls import supervise as _supervise  # noqa: E402
+except ImportError:  # a commit older than the speedup worker
+    _supervise = None
 try:
     from linear_impls import instructions as _instructions  # noqa: E402
 except ImportError:  # a commit older than instruction counts (asv benchmarks old commits with this file)
@@ -294,36 +300,184 @@ class Speedup:
     Both run in the same process, in alternating blocks of calls (as RelativeToTorch
     against F.linear), so a slow spell of a shared machine slows both alike, and at the
     matrix's thread count, which is what a user runs.  Wall times of separate processes
-    cannot give this: here they put addmm at 1.86x nn_linear on the very same GEMM.
-    ``bench.SPEEDUP_PROCESSES`` processes per case (asv rounds), each returning
-    ``bench.SPEEDUP_BLOCKS`` block ratios as samples, so the page's interval spans the
-    spread between processes and not only within one (``report.load.process_spread``).
+    cannot give this: they put addmm at 1.86x nn_linear on the very same GEMM.
+
+    ``setup_cache`` times every case of the sweep's speedup dtypes in
+    ``bench.SPEEDUP_PROCESSES`` worker processes (``_speedup_worker``), one after the
+    other, each over every case (the second in reverse order, so a drift of the machine
+    meets the cases in another order), and keeps each process's median block ratio.
+    Those medians are the samples asv records: the page's interval spans the spread
+    between processes (``report.load.process_spread``), not only within one.  One
+    worker for all cases instead of one asv process per case and round: the start of a
+    process and of its thread pool cost more than a small case's blocks.  A case that
+    crashes or hangs a worker fails alone; a fresh worker goes on from the next case.
+
     The baseline's own row is the null control: the baseline against a second instance
     of itself, timed the same way; its spread is the case's measured noise floor, and it
     widens every other interval of that case.  Above 1: faster than the baseline.
+    asv cannot tell setup_cache which cases ``-b`` selected: ``$LINBENCH_SPEEDUP_SELECT``
+    (a regex over the benchmark names, as ``-b``; linbench run sets it per chunk)
+    narrows the cases timed, else the sweep's every speedup case is.
     """
 
     params = [IMPLS, SHAPES, DTYPES, DEVICES, MODES]
     param_names = ["impl", "shape", "dtype", "device", "mode"]
-    # asv gives a track benchmark one round: linbench run asks for SPEEDUP_PROCESSES
-    # (``-a rounds=N``); plain asv gets one process, and the page an interval within it.
     # A block lasts at least this long, longer when one call does.
     block_seconds = 2e-3
 
-    def setup(self, impl, shape, dtype, device, mode):
-        current = sweep.current_sweep()
-        if dtype not in current.speedup_dtypes:
-            raise NotImplementedError(f"{dtype}: not among the {current.name} sweep's speedup dtypes")
-        self.step = _prepare(impl, shape, dtype, device, mode).step
-        base = linear_impls.get(linear_impls.baseline())
-        # A step of its own, on inputs of its own: for the baseline's row, a second instance.
-        self.base_step = bench.build_step(base, sweep.parse_shape(shape), dtype, device, mode, seed=1)
+    def setup_cache(self):
+        return _measure_speedups(self.block_seconds)
 
-    def track_speedup(self, impl, shape, dtype, device, mode):
-        ratios = _block_ratios(self.base_step, self.step, bench.SPEEDUP_BLOCKS, self.block_seconds)
-        return {"samples": ratios, "number": 1}
+    setup_cache.timeout = 3600
+
+    def setup(self, measured, impl, shape, dtype, device, mode):
+        if "unavailable" in measured:
+            raise NotImplementedError(measured["unavailable"])
+        key = _speedup_key(impl, shape, dtype, device, mode)
+        if key in measured["skipped"]:
+            raise NotImplementedError(measured["skipped"][key])
+        got = measured["cases"].get(key)
+        if got is None:
+            raise NotImplementedError(f"not among the {measured['sweep']} sweep's speedup cases selected "
+                                      f"(${SPEEDUP_SELECT_ENV})")
+        if "error" in got:
+            raise RuntimeError(f"{key}: {got['error']}")
+        # A case whose check fails is failed here too, as in the timed benchmarks.
+        bench.check_case(linear_impls.get(impl), sweep.parse_shape(shape), dtype, device, mode)
+        self.samples = got["medians"]
+
+    def track_speedup(self, measured, impl, shape, dtype, device, mode):
+        return {"samples": self.samples, "number": 1}
 
     track_speedup.unit = "speedup"
+
+
+SPEEDUP_SELECT_ENV = "LINBENCH_SPEEDUP_SELECT"
+# Block pairs per case and process: a long call varies little from block to block, so the
+# count follows the case's estimated time (as the ratio's), within these bounds.
+SPEEDUP_MIN_BLOCKS, SPEEDUP_SECONDS_PER_CASE = 4, 0.1
+_SPEEDUP_CASE_TIMEOUT_S = 300.0
+_SPEEDUP_MAX_RESTARTS = 5
+# The worker: this file, imported as a plain module (asv imports it as part of the
+# benchmark folder's package), so the compiled variants register as they do here.
+_WORKER = "import sys; sys.path.insert(0, sys.argv[1]); import bench_linear; " \
+          "sys.exit(bench_linear._speedup_worker(sys.argv[2], sys.argv[3]))"
+
+
+def _speedup_key(impl, shape, dtype, device, mode) -> str:
+    return f"{impl}|{shape}|{dtype}|{device}|{mode}"
+
+
+def _speedup_cases() -> tuple[list[list], dict[str, str], str]:
+    """The sweep's speedup cases that ``$LINBENCH_SPEEDUP_SELECT`` selects, each with its
+    block count, and the skipped ones with their reasons."""
+    import re
+
+    sweep_def = sweep.current_sweep()
+    select = os.environ.get(SPEEDUP_SELECT_ENV, "").strip()
+    pattern = re.compile(select) if select else None
+    devices = sweep.available_devices()
+    cases, skipped = [], {}
+    for impl in IMPLS:
+        record = linear_impls.get(impl)
+        if getattr(record, "untimed", None):
+            continue
+        is_compiled = _compiled is not None and _compiled.is_compiled(impl)
+        for shape, dtype, device, mode in itertools.product(sweep_def.shapes, sweep_def.speedup_dtypes,
+                                                            devices, MODES):
+            if dtype not in sweep_def.dtypes or (is_compiled and not sweep_def.in_compile_subset(shape, dtype, mode)):
+                continue
+            name = f"bench_linear.Speedup.track_speedup({impl!r}, {shape!r}, {dtype!r}, {device!r}, {mode!r})"
+            if pattern is not None and not pattern.search(name):
+                continue
+            key = _speedup_key(impl, shape, dtype, device, mode)
+            reason = sweep.skip_reason(record, sweep.parse_shape(shape), dtype, device, mode, sweep_def)
+            if reason:
+                skipped[key] = reason
+                continue
+            blocks = _n_blocks(shape, dtype, device, mode, sweep.thread_count(), SPEEDUP_SECONDS_PER_CASE,
+                               Speedup.block_seconds, SPEEDUP_MIN_BLOCKS, bench.SPEEDUP_BLOCKS)
+            cases.append([impl, shape, dtype, device, mode, blocks])
+    return cases, skipped, sweep_def.name
+
+
+def _measure_speedups(block_seconds: float) -> dict:
+    """Every selected case in ``bench.SPEEDUP_PROCESSES`` workers: ``{"sweep", "skipped",
+    "cases": {key: {"medians": [one per process]} or {"error": reason}}}``."""
+    if _supervise is None:
+        return {"unavailable": "this commit's linear_impls predates the speedup worker"}
+    import json
+    import tempfile
+    from pathlib import Path
+
+    cases, skipped, sweep_name = _speedup_cases()
+    medians: dict[str, list[float]] = {_speedup_key(*c[:5]): [] for c in cases}
+    errors: dict[str, str] = {}
+    here = str(Path(__file__).resolve().parent)
+    n = bench.SPEEDUP_PROCESSES
+
+    def log(line):
+        print(line, file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="linbench-speedups-") as tmp:
+        for p in range(n):
+            # Every other process takes the cases backwards: a slow spell of the machine,
+            # or its drift, then meets different cases in each.
+            order = [c for c in (cases if p % 2 == 0 else cases[::-1]) if _speedup_key(*c[:5]) not in errors]
+            by_key = {_speedup_key(*c[:5]): c for c in order}
+            workdir = Path(tmp) / f"process{p + 1}"
+            workdir.mkdir()
+
+            def command(keys, progress, workdir=workdir, by_key=by_key):
+                spec = workdir / f"cases-{progress.stem}.json"
+                spec.write_text(json.dumps({"sweep": sweep_name, "block_seconds": block_seconds,
+                                            "cases": [by_key[k] for k in keys]}))
+                return [sys.executable, "-c", _WORKER, here, str(spec), str(progress)]
+
+            t0 = time.perf_counter()
+            got = _supervise.run_cases(list(by_key), command, workdir, env=dict(os.environ),
+                                      case_timeout=_SPEEDUP_CASE_TIMEOUT_S, max_restarts=_SPEEDUP_MAX_RESTARTS,
+                                      label=f"speedups, process {p + 1} of {n}", log=log)
+            for key, r in got.items():
+                if "error" in r:
+                    errors[key] = r["error"]
+                else:
+                    medians[key].append(r["median"])
+            log(f"linbench: speedups, process {p + 1} of {n}: {len(got)} cases in {time.perf_counter() - t0:.0f} s")
+    return {"sweep": sweep_name, "skipped": skipped,
+            "cases": {k: {"error": errors[k]} if k in errors else {"medians": v} for k, v in medians.items()}}
+
+
+def _speedup_worker(cases_file: str, progress_file: str) -> int:
+    """Time each case of ``cases_file`` against a fresh instance of the baseline, in
+    alternating blocks, writing the supervisor's protocol (``linear_impls.supervise``)."""
+    import json
+    import statistics
+    from pathlib import Path
+
+    spec = json.loads(Path(cases_file).read_text())
+    sweep_def = sweep.SWEEPS[spec["sweep"]]
+    base = linear_impls.get(linear_impls.baseline())
+    with open(progress_file, "a", buffering=1) as progress:
+        for impl, shape, dtype, device, mode, n_blocks in spec["cases"]:
+            key = _speedup_key(impl, shape, dtype, device, mode)
+            progress.write(json.dumps({"start": key}) + "\n")
+            case = base_step = None
+            try:
+                case = bench.prepare(impl, shape, dtype, device, mode, check=False, sweep_def=sweep_def)
+                # A step of its own, on inputs of its own: for the baseline's row, a second instance.
+                base_step = bench.build_step(base, sweep.parse_shape(shape), dtype, device, mode, seed=1)
+                ratios = _block_ratios(base_step, case.step, n_blocks, spec["block_seconds"])
+                progress.write(json.dumps({"done": key, "median": statistics.median(ratios)}) + "\n")
+            except Exception as exc:  # a faulty implementation: its case fails, the others go on
+                progress.write(json.dumps({"error": key, "reason": f"{type(exc).__name__}: {exc}"[:500]}) + "\n")
+            finally:
+                case = base_step = None
+                if _compiled is not None and _compiled.is_compiled(impl):
+                    torch.compiler.set_stance("default")  # the next variant compiles afresh
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+    return 0
 
 
 def _torch_linear_step(shape_id, dtype, device, mode):

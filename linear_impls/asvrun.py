@@ -136,16 +136,19 @@ def existing_cases(results_dir: Path, commit: str, target: Target) -> set[str]:
 # groups below are the trade-off measured in benchmarks/README.md ("Chunks").
 # First what the page answers with (the speedups, then the wall times and ceilings of its
 # tables and roofline), so `make bench`'s page after each chunk has the answer early; then
-# what the history decides with.
+# what the history decides with.  Each group's role: "answer" (the first screen, its
+# tables, roofline and compile section) or "history" (what decides between commits).
 CHUNK_GROUPS = (
-    # The first screen's speedups, in several processes per case (asv's rounds).
-    ("speedup over the baseline", ("Speedup",)),
-    ("wall time, memory and ceilings", ("Timed", "HostMemory", "DeviceMemory", "Ceilings")),
-    ("ratio to F.linear", ("RelativeToTorch",)),
-    ("instruction counts", ("Instructions",)),
+    # The first screen's speedups, from the speedup worker's processes (Speedup.setup_cache).
+    ("speedup over the baseline", ("Speedup",), "answer"),
+    ("wall time, memory and ceilings", ("Timed", "HostMemory", "DeviceMemory", "Ceilings"), "answer"),
+    ("ratio to F.linear", ("RelativeToTorch",), "history"),
+    ("instruction counts", ("Instructions",), "history"),
     # Compiling takes seconds per case: a chunk of its own, lost alone if killed.
-    ("compiled variants", ("Compiled",)),
+    ("compiled variants", ("Compiled",), "answer"),
+    ("compiled variants' ratio to F.linear", ("CompiledRatio",), "history"),
 )
+ROLES = ("answer", "history")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,23 +156,29 @@ class Chunk:
     dtype: str
     label: str
     patterns: tuple[str, ...]
-    asv_args: tuple[str, ...] = ()
 
 
 def chunks(sweep_def: sweep.Sweep, dtypes: list[str], skip: set[str], impls: list[str] | None = None,
-           devices: list[str] | None = None) -> list[Chunk]:
-    """The asv invocations of a sweep, in order: per dtype, one per group of benchmarks that has cases
-    on ``devices`` (default: every device here)."""
+           devices: list[str] | None = None, roles: tuple[str, ...] = ROLES) -> list[Chunk]:
+    """The asv invocations of a sweep, in order: per dtype, one per group of benchmarks of
+    ``roles`` that has cases on ``devices`` (default: every device here)."""
     out = []
     for dtype in dtypes:
         patterns = bench.asv_patterns(dataclasses.replace(sweep_def, dtypes=(dtype,)), devices=devices, impls=impls)
-        for label, families in CHUNK_GROUPS:
+        for label, families, role in CHUNK_GROUPS:
+            if role not in roles:
+                continue
             mine = [patterns[f] for f in families if f in patterns]
             if mine:
                 # The environment's bookkeeping benchmark rides along, as in any asv run.
-                extra = ("-a", f"rounds={bench.SPEEDUP_PROCESSES}") if families == ("Speedup",) else ()
-                out.append(Chunk(dtype, label, tuple(_excluding([patterns["Environment"], *mine], skip)), extra))
+                out.append(Chunk(dtype, label, tuple(_excluding([patterns["Environment"], *mine], skip))))
     return out
+
+
+def speedup_select(chunk: Chunk) -> str:
+    """``$LINBENCH_SPEEDUP_SELECT`` for a chunk: the speedup worker (Speedup.setup_cache,
+    which cannot see ``-b``) then times only the chunk's cases."""
+    return "|".join(f"(?:{p})" for p in chunk.patterns)
 
 
 def _excluding(patterns: list[str], skip: set[str]) -> list[str]:
@@ -265,14 +274,15 @@ NOTHING_NEW = 3  # linbench run's exit status when it recorded nothing (see cli.
 def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Target, resume: bool = False,
               dtypes: list[str] | None = None, commit: str = "HEAD", commits: list[str] | None = None,
               impls: list[str] | None = None, devices: list[str] | None = None,
-              after_chunk: str | None = None) -> int:
+              after_chunk: str | None = None, roles: tuple[str, ...] = ROLES) -> int:
     """Run the sweep (or some of its dtypes) on one commit, or on ``commits`` (full hashes) in one
     asv run with their rounds interleaved; returns asv's worst exit status, or NOTHING_NEW
     (having said why) when the results of ``target`` hold nothing they did not hold before.
 
     ``devices``: only the cases on these (a GPU runner: ``["cuda"]``, no valgrind, no CPU
     timings).  ``after_chunk``: a shell command run after each asv invocation (CI pushes the
-    results so far with it, so a job killed later loses one chunk at most)."""
+    results so far with it, so a job killed later loses one chunk at most).  ``roles``: only the
+    chunks of these roles (``CHUNK_GROUPS``)."""
     sweep_def = sweep.SWEEPS[sweep_name]
     chosen = [d for d in sweep_def.dtypes if not dtypes or d in dtypes]
     asv = str(Path(sys.executable).parent / "asv")
@@ -302,7 +312,7 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Targe
     env.update(plugins.environment(root))
     print("linbench: discovering the benchmarks in asv's environment", flush=True)
     plugins.discover(root, asv, ["run", f"{commits[-1]}^!", *without_bench(asv_args)], env, results_dir)
-    todo = chunks(sweep_def, chosen, skip, impls, devices)
+    todo = chunks(sweep_def, chosen, skip, impls, devices, roles)
     print(f"linbench: {sweep_name} sweep on {len(commits)} commit{'s' if len(commits) > 1 else ''}, "
           f"recorded under {target.describe()}, in {len(todo)} asv runs"
           + (f" (resuming: {len(skip)} cases already recorded there)" if skip else ""), flush=True)
@@ -313,12 +323,12 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Targe
         # Interleaved rounds: round 2 of every case runs after round 1 of all of them,
         # so a burst from a neighbour on this shared machine hits one round of a case,
         # not both.
-        # Samples kept: the page splits the speedups' samples by process for its intervals.
-        cmd = [asv, "run", spec, "--interleave-rounds", "--record-samples", *chunk.asv_args, *asv_args]
+        # Samples kept: the speedups' are one median per process, the page's intervals.
+        cmd = [asv, "run", spec, "--interleave-rounds", "--record-samples", *asv_args]
         for p in chunk.patterns:
             cmd += ["-b", p]
         t_chunk = time.perf_counter()
-        code = subprocess.run(cmd, cwd=root, env=env).returncode
+        code = subprocess.run(cmd, cwd=root, env={**env, "LINBENCH_SPEEDUP_SELECT": speedup_select(chunk)}).returncode
         if code < 0 or code in (130, 143):
             return code
         worst = max(worst, code)

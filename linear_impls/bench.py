@@ -222,11 +222,12 @@ EAGER_IMPL = rf"'(?!{_COMPILED_PREFIX})[^']+'"
 COMPILED_IMPL = rf"'{_COMPILED_PREFIX}[^']+'"
 
 
-# The speedups' block pairs per process (Speedup.track_speedup): one fixed count, so the
-# page can tell one process's samples from the next one's (report.load.process_spread).
+# The speedups' block pairs per process and case (Speedup.track_speedup), at most: fewer
+# for a long call.  Results from before the speedup worker hold every block, this many
+# per process (report.load.samples_per_process).
 SPEEDUP_BLOCKS = 12
 # Processes per speedup case: the page's interval spans the spread between them.
-SPEEDUP_PROCESSES = 3
+SPEEDUP_PROCESSES = int(os.environ.get("LINBENCH_SPEEDUP_PROCESSES", "3"))
 
 
 def param_alternatives(values) -> str:
@@ -239,7 +240,8 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
     """``asv run -b`` patterns selecting a sweep's cases, per benchmark family, so others do not
     even start a process: ``{"Environment", "Timed" (Inference and Training),
     "RelativeToTorch", "Instructions", "HostMemory", "DeviceMemory", "Ceilings",
-    "Compiled" (the compiled variants' timings, ratios and compile cost): pattern}``, each
+    "Compiled" (the compiled variants' timings, speedups and compile cost), "CompiledRatio"
+    (their ratios to F.linear): pattern}``, each
     present where the sweep has such cases.
 
     asv matches them against ``name(param0, param1, ...)`` with each param's repr.
@@ -279,8 +281,11 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
         cases = f"{compiled_impl}, {alt(sweep_def.compile_shapes)}, {alt(compile_dtypes)}, {alt(devices)}"
         timed = "|".join(c for c, m in (("Inference", "forward"), ("Training", "forward_backward"))
                          if m in sweep_def.compile_modes)
+        modes = alt(sweep_def.compile_modes)
         patterns["Compiled"] = (rf"^bench_linear\.(?:(?:{timed})\.\w+\({cases}\)"
-                                rf"|(?:RelativeToTorch|CompileCost)\.\w+\({cases}, {alt(sweep_def.compile_modes)}\))$")
+                                rf"|(?:CompileCost|Speedup)\.\w+\({cases}, {modes}\))$")
+        # Their ratios to F.linear, for the history.
+        patterns["CompiledRatio"] = rf"^bench_linear\.RelativeToTorch\.\w+\({cases}, {modes}\)$"
     counted = [d for d in sweep_def.dtypes if d in sweep_def.instruction_dtypes]
     if counted and "cpu" in devices:
         patterns["Instructions"] = \

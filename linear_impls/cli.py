@@ -302,7 +302,8 @@ def cmd_run(args) -> int:
     try:
         code = asvrun.run_sweep(args.sweep, asv_args, root=root, target=target, resume=args.resume,
                                 dtypes=dtypes, commit=args.commit, commits=commits, impls=impls,
-                                devices=devices, after_chunk=args.after_chunk)
+                                devices=devices, after_chunk=args.after_chunk,
+                                roles=(args.only,) if args.only else asvrun.ROLES)
     except plugins.PluginError as exc:
         raise UsageError(str(exc)) from None
     # asv's 2 (a benchmark failed) is linbench's 1 (a case failed); 2 means bad input here.
@@ -443,6 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", action="append", metavar="cpu|cuda",
                    help="only the cases on this device (repeatable; default every device here): "
                         "cuda leaves out the CPU's timings, memory and instruction counts")
+    p.add_argument("--only", choices=("answer", "history"),
+                   help="answer: the first screen (speedups, wall time, memory, ceilings, compiled "
+                        "variants); history: what decides between commits (ratios to F.linear, "
+                        "instruction counts); default both")
     p.add_argument("--after-chunk", metavar="COMMAND",
                    help="a shell command run after each asv invocation, e.g. 'sh .ci/results-branch push'")
     p.add_argument("--root", default=".", help="the linbench checkout (default .)")

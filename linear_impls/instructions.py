@@ -43,7 +43,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -52,7 +51,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import compiled, sweep
+from . import compiled, supervise, sweep
 
 # Why each variable is pinned; together they make one commit's counts the same on
 # any x86-64 host (valgrind 3.19 hides AVX-512 anyway, but a newer one may not).
@@ -384,7 +383,7 @@ def measure(cases: list[Case], sweep_name: str, *, python: str = sys.executable,
             with open(run_dir / "valgrind.log", "w") as vlog:
                 proc = subprocess.Popen(cmd, env=child_env, stdout=vlog, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
-                events, hung = _follow(proc, progress_file, case_timeout, len(todo), log)
+                events, hung = supervise.follow(proc, progress_file, case_timeout, len(todo), log, "instructions")
             status = proc.returncode
             started = None
             for ev in events:
@@ -403,11 +402,11 @@ def measure(cases: list[Case], sweep_name: str, *, python: str = sys.executable,
                                          functions={f: c / n for f, c in functions.items()})
             if started is not None:  # the process died (or hung) inside this case
                 why = (f"hung: no result in {case_timeout:.0f} s under valgrind" if hung
-                       else f"the process died ({_exit_reason(status)}) under valgrind")
+                       else f"the process died ({supervise.exit_reason(status)}) under valgrind")
                 results[started] = {"error": why}
             elif status != 0 and not hung and len([c for c in todo if c.key not in results]) == len(todo):
                 tail = (run_dir / "valgrind.log").read_text(errors="replace").strip().splitlines()[-3:]
-                raise InstructionsUnavailable(f"valgrind failed ({_exit_reason(status)}): {' | '.join(tail)}")
+                raise InstructionsUnavailable(f"valgrind failed ({supervise.exit_reason(status)}): {' | '.join(tail)}")
             todo = [c for c in todo if c.key not in results]
     finally:
         if own_tmp:
@@ -415,46 +414,6 @@ def measure(cases: list[Case], sweep_name: str, *, python: str = sys.executable,
     n_ok = sum("instructions" in r for r in results.values())
     log(f"linbench: counted {n_ok} of {len(cases)} cases in {time.perf_counter() - t_start:.0f} s")
     return results
-
-
-def _exit_reason(status: int | None) -> str:
-    if status is None:
-        return "no exit status"
-    if status < 0:
-        try:
-            return f"signal {signal.Signals(-status).name}"
-        except ValueError:
-            return f"signal {-status}"
-    return f"exit status {status}"
-
-
-def _follow(proc: subprocess.Popen, progress_file: Path, case_timeout: float, total: int,
-            log: Callable[[str], None]) -> tuple[list[dict], bool]:
-    """Wait for the worker, printing progress; kill it when one case runs past ``case_timeout``."""
-    events: list[dict] = []
-    last_change = time.monotonic()
-    last_report = 0.0
-    hung = False
-    with open(progress_file) as f:
-        while True:
-            line = f.readline()
-            if line.endswith("\n"):
-                events.append(json.loads(line))
-                last_change = time.monotonic()
-                finished = sum("start" not in e for e in events)
-                if time.monotonic() - last_report > 15:
-                    last_report = time.monotonic()
-                    log(f"linbench: instructions: {finished}/{total} cases")
-                continue
-            if proc.poll() is not None:
-                break
-            if time.monotonic() - last_change > case_timeout:
-                hung = True
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                break
-            time.sleep(0.2)
-    return events, hung
 
 
 _NAME_REF = re.compile(r"^\((\d+)\)(?: (.*))?$")

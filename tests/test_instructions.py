@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from linear_impls import instructions, sweep
+from linear_impls import instructions, supervise, sweep
 from linear_impls.instructions import Case
 
 from .conftest import PLUGIN_DIR, ROOT
@@ -100,7 +100,7 @@ def test_a_hung_case_is_killed_after_its_timeout(tmp_path):
     progress.write_text('{"start": "slow case", "t": 0}\n')
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     t0 = time.monotonic()
-    events, hung = instructions._follow(proc, progress, 1.0, 1, lambda _line: None)
+    events, hung = supervise.follow(proc, progress, 1.0, 1, lambda _line: None, "instructions")
     assert hung and time.monotonic() - t0 < 20
     assert events == [{"start": "slow case", "t": 0}]
     assert proc.returncode is not None

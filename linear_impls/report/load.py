@@ -164,8 +164,10 @@ def _benchmark_frame(b: results.Benchmark, meta: dict) -> pd.DataFrame | str:
     for src, dst in _ASV_STATS.items():
         frame[dst] = _floats([s.get(src) for s in stats])
     fixed = FIXED.get(short(b.name), {})
-    per = bench.SPEEDUP_BLOCKS if fixed.get("kind") == "speedup" else 0
-    spread = [process_spread(x, per) for x in (b.samples or [None] * n)]
+    if fixed.get("kind") == "speedup":
+        spread = [process_spread(x, samples_per_process(x)) for x in (b.samples or [None] * n)]
+    else:
+        spread = [process_spread(None, 0)] * n
     for i, col in enumerate(PROCESS_STATS):
         frame[col] = _floats([s[i] for s in spread])
     for col in ("dtype", "device", "mode"):
@@ -175,6 +177,16 @@ def _benchmark_frame(b: results.Benchmark, meta: dict) -> pd.DataFrame | str:
     frame["kind"] = fixed.get("kind") or ("time" if method.startswith("time_") else "memory")
     frame["benchmark"] = b.name
     return frame
+
+
+def samples_per_process(samples) -> int:
+    """How many of a speedup's samples each process gave: one (its median, from the speedup
+    worker), or ``bench.SPEEDUP_BLOCKS`` (every block, from results that asv's rounds made,
+    one process per round, before the worker)."""
+    k = bench.SPEEDUP_BLOCKS
+    if isinstance(samples, list) and len(samples) >= 2 * k and len(samples) % k == 0:
+        return k
+    return 1
 
 
 def process_spread(samples, per: int) -> tuple[float | None, ...]:
