@@ -72,13 +72,21 @@ check: venv
 # so the first dtype's answer can be read while the others run.
 PAGE_SO_FAR = $(VENV)/bin/linbench report > /dev/null 2>&1 && echo "linbench: the page so far: reports/index.html"
 
-# The main job: gates, the sweep through asv on HEAD, asv's HTML and the summary page.
-# SWEEP=quick|default|full picks the sweep; RESUME=1 keeps what an interrupted run recorded.
+# The main job: the checks (every dtype), then the answer through asv on HEAD (the
+# speedups, wall time, memory, ceilings and compiled variants, in float32: within 10
+# minutes on a 2-core VM, benchmarks/README.md), asv's HTML and the summary page.
+# SWEEP=quick|default|full picks the sweep; DTYPES="float32 float16" (or all) the dtypes;
+# ONLY=all adds what the history decides with (ratios to F.linear, instruction counts);
+# RESUME=1 keeps what an interrupted run recorded.
+DTYPES ?= float32
+ONLY ?= answer
+DTYPE_ARGS := $(if $(filter all,$(DTYPES)),,$(foreach d,$(DTYPES),--dtype $(d)))
+ONLY_ARG := $(if $(filter all,$(ONLY)),,--only $(ONLY))
 bench: venv valgrind compiler
 	@mkdir -p reports
 	$(VENV)/bin/asv machine --yes $(MACHINE_ARG) > /dev/null
 	$(VENV)/bin/linbench check $(CHECK_DEVICE_ARG) --json --quiet > reports/checks.json || [ $$? -eq 1 ]
-	$(VENV)/bin/linbench run --sweep $(SWEEP) $(RUN_DEVICE_ARG) $(if $(RESUME),--resume,) \
+	$(VENV)/bin/linbench run --sweep $(SWEEP) $(RUN_DEVICE_ARG) $(DTYPE_ARGS) $(ONLY_ARG) $(if $(RESUME),--resume,) \
 	  --after-chunk '$(PAGE_SO_FAR)' -- $(MACHINE_ARG) || [ $$? -eq 1 ]
 	$(MAKE) --no-print-directory pages
 

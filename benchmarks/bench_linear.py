@@ -461,14 +461,15 @@ def _speedup_worker(cases_file: str, progress_file: str) -> int:
     with open(progress_file, "a", buffering=1) as progress:
         for impl, shape, dtype, device, mode, n_blocks in spec["cases"]:
             key = _speedup_key(impl, shape, dtype, device, mode)
-            progress.write(json.dumps({"start": key}) + "\n")
+            progress.write(json.dumps({"start": key, "t": time.monotonic()}) + "\n")
             case = base_step = None
             try:
                 case = bench.prepare(impl, shape, dtype, device, mode, check=False, sweep_def=sweep_def)
                 # A step of its own, on inputs of its own: for the baseline's row, a second instance.
                 base_step = bench.build_step(base, sweep.parse_shape(shape), dtype, device, mode, seed=1)
                 ratios = _block_ratios(base_step, case.step, n_blocks, spec["block_seconds"])
-                progress.write(json.dumps({"done": key, "median": statistics.median(ratios)}) + "\n")
+                progress.write(json.dumps({"done": key, "median": statistics.median(ratios),
+                                           "t": time.monotonic()}) + "\n")
             except Exception as exc:  # a faulty implementation: its case fails, the others go on
                 progress.write(json.dumps({"error": key, "reason": f"{type(exc).__name__}: {exc}"[:500]}) + "\n")
             finally:

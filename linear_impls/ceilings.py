@@ -6,7 +6,8 @@ thread count.  As triton's roofline tool does:
 
 * **compute**: the best rate of the kernels a linear layer reaches in the dtype: a large
   square GEMM (``torch.mm``, the size grown until one call takes at least
-  ``MIN_CALL_SECONDS`` so it runs at its steady rate) and a GEMV on a ``GEMV_SIZE``
+  ``MIN_CALL_SECONDS`` so it runs at its steady rate, and the size before it), a
+  transformer layer's rectangular GEMM (``LAYER_GEMM``), and a GEMV on a ``GEMV_SIZE``
   square matrix, both as ``torch.mv`` and as a linear layer of one row
   (``F.linear``, which takes another kernel).  The best of them, because a dtype's fast
   path is not always the GEMM's: on a CPU without native half-precision matrix units,
@@ -89,20 +90,38 @@ def _gemv_seconds(dtype: str, device: str) -> float:
                _best(lambda: torch.nn.functional.linear(row, a), device, repeats=REPEATS * 2))
 
 
+# A transformer's feed-forward layer as a GEMM, (rows, in, out): BERT-base's 1024 tokens,
+# 768 -> 3072.  A rectangular GEMM whose operands fit the caches better than a large square
+# one's can run faster: float64's square 2048 GEMM read 62 GFLOP/s here while the sweep's
+# 8x128x768x3072 case ran at 70, 110-115% "of its roof" (benchmarks/README.md).
+LAYER_GEMM = (1024, 768, 3072)
+
+
 def gemm_gflops(dtype: str, device: str = "cpu") -> tuple[float, int]:
-    """(GFLOP/s, n): the best rate of an n x n x n GEMM in ``dtype`` on ``device``."""
+    """(GFLOP/s, n): the best rate of the GEMMs a linear layer reaches in ``dtype`` on ``device``:
+    square n x n x n ones (n doubled until a call takes ``MIN_CALL_SECONDS``, and the size
+    before it, whose operands fit the caches better) as ``torch.mm`` and as ``F.linear``,
+    and a transformer layer's (``LAYER_GEMM``).  ``n``: the largest square size tried."""
     td = dtype_of(dtype)
-    n = 256
+    linear = torch.nn.functional.linear
+    n, best, previous = 256, 0.0, None
     while True:
         a = torch.randn(n, n, device=device).to(td)
         b = torch.randn(n, n, device=device).to(td)
         seconds = _best(lambda a=a, b=b: torch.mm(a, b), device, repeats=1)
         if seconds >= MIN_CALL_SECONDS or n >= MAX_GEMM_SIZE[device]:
             break
+        previous = (n, a, b)
         n *= 2
-    seconds = min(_best(lambda: torch.mm(a, b), device),
-                  _best(lambda: torch.nn.functional.linear(a, b), device, repeats=REPEATS // 2))
-    return 2 * n**3 / seconds / 1e9, n
+    for size, p, q in ((n, a, b), *([previous] if previous else [])):
+        seconds = min(_best(lambda p=p, q=q: torch.mm(p, q), device),
+                      _best(lambda p=p, q=q: linear(p, q), device, repeats=REPEATS // 2))
+        best = max(best, 2 * size**3 / seconds / 1e9)
+    rows, k, out = LAYER_GEMM
+    x = torch.randn(rows, k, device=device).to(td)
+    w = torch.randn(out, k, device=device).to(td)
+    best = max(best, 2 * rows * k * out / _best(lambda: linear(x, w), device) / 1e9)
+    return best, n
 
 
 def bandwidth_gbs(device: str = "cpu") -> float:

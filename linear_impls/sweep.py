@@ -152,11 +152,10 @@ class Sweep:
     compile_shapes: tuple[str, ...] = ()
     compile_dtypes: tuple[str, ...] = ("float32",)
     compile_modes: tuple[str, ...] = ("forward",)
-    # Dtypes whose speedups over the baseline are timed interleaved (bench_linear.Speedup):
-    # bench.SPEEDUP_PROCESSES processes per case, ~3.5 minutes a dtype for the default sweep here, so the
-    # default sweep's first screen is interleaved in float32 and a wall-time quotient,
-    # marked so, in the others.
-    speedup_dtypes: tuple[str, ...] = ("float32",)
+    # Dtypes whose speedups over the baseline are timed interleaved (bench_linear.Speedup,
+    # in bench.SPEEDUP_PROCESSES worker processes): every one, so no dtype's first screen
+    # is a quotient of wall times from separate processes.
+    speedup_dtypes: tuple[str, ...] = DTYPES
 
     def in_compile_subset(self, shape_id: str, dtype: str, mode: str) -> bool:
         """Whether a compiled variant runs this case in this sweep."""
@@ -169,7 +168,7 @@ SWEEPS = {
     # Compiled: an overhead-bound call (compiling cannot beat the Python it removes by
     # much) and a mid-size one (where it fuses mul_sum's broadcast product away).
     "default": Sweep("default", DEFAULT_SHAPES, DTYPES, 0.12, compile_shapes=("1x64x64", "64x256x256")),
-    "full": Sweep("full", FULL_SHAPES, DTYPES, 2.0, memory_dtypes=DTYPES, speedup_dtypes=DTYPES,
+    "full": Sweep("full", FULL_SHAPES, DTYPES, 2.0, memory_dtypes=DTYPES,
                   compile_shapes=("1x64x64", "64x256x256", "512x1024x1024"), compile_modes=MODES),
     # The GPU proof's (benchmarks/gpu_proof.sh): every metric on a few cases in minutes, an
     # overhead-bound, a mid-size, a transformer and a GEMV shape, float32 (TF32 pinned off)

@@ -146,6 +146,10 @@ def expected_skip(impl: str, shape: sweep.Shape | None, dtype: str, device: str,
     if variant is not None:
         if not default.in_compile_subset(shape.id, dtype, mode):
             return "compiled variants run on the default sweep's compile subset only"
+        if impl in registry.names():  # the variant's own limits (reduce-overhead: CUDA only)
+            limit = registry.get(impl).limits.excludes(dtype=dtype, device=device, rank=len(shape.input_shape))
+            if limit:
+                return f"{impl}: {limit}"
         impl = variant[0]  # otherwise the base implementation's limits apply
     workspace = 0
     if impl in registry.names():
@@ -165,7 +169,8 @@ def expected_skip(impl: str, shape: sweep.Shape | None, dtype: str, device: str,
 
 
 def missing_cases(latest: pd.DataFrame, file_ids: Iterable[int], impls: list[str]) -> pd.DataFrame:
-    """Default-sweep timed cases not measured in the latest file of each machine/env.
+    """Default-sweep timed cases not measured in the latest file of each machine/env, in
+    the dtypes it timed anything in.
 
     Columns: file, benchmark, impl, shape, dtype, device, mode, status (failed or
     missing), reason (why it is skipped by design, or empty).
@@ -179,8 +184,12 @@ def missing_cases(latest: pd.DataFrame, file_ids: Iterable[int], impls: list[str
     rows = []
     present = timed[timed["status"] != "skipped"]
     for file_id in file_ids:
-        devices = ["cpu"] + sorted(set(present.loc[present["file"] == file_id, "device"]) - {"cpu"})
-        idx = pd.MultiIndex.from_product([[file_id], impls, list(default.shapes), list(default.dtypes), devices,
+        mine = present[present["file"] == file_id]
+        devices = ["cpu"] + sorted(set(mine["device"]) - {"cpu"})
+        # The dtypes the run timed anything in: one that asked for float32 alone (make bench's
+        # default) is judged on float32, not on the dtypes it was never asked to run.
+        dtypes = [d for d in default.dtypes if d in set(mine["dtype"])] or list(default.dtypes)
+        idx = pd.MultiIndex.from_product([[file_id], impls, list(default.shapes), dtypes, devices,
                                           list(sweep.MODES)], names=["file", *CASE])
         rows.append(idx.to_frame(index=False))
     columns = ["file", *BENCH_CASE, "status", "reason"]
@@ -486,23 +495,34 @@ COMPILE_KINDS = ("compile_cold", "compile_warm", "graphs", "graph_breaks")
 
 
 def compile_table(rated: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
-    """Per compiled variant and case of the latest files: eager and compiled time, speedup
-    (from the wall times, and from each one's ratio to F.linear), compile time cold and
-    warm, graphs, graph breaks, and the calls after which compiling pays.
+    """Per compiled variant and case of the latest files: eager and compiled time, the speedup
+    of compiling, compile time cold and warm, graphs, graph breaks, and the calls after
+    which compiling pays.
 
-    Break-even: the cold compile time over the time each call saves; infinite when the
-    compiled call is no faster.
+    The speedup is the variant's interleaved speedup over the baseline divided by its
+    eager implementation's (each timed in alternating blocks with the baseline, in several
+    processes), its interval from theirs (``low``/``high``: the variant's low over the
+    eager's high, and the reverse) and its verdict by :func:`verdict.classify`
+    (``speedup_source`` "interleaved").  Where either was not recorded (older results), the
+    quotient of the two wall times, ``speedup_source`` "wall time" and no verdict.
+    ``speedup_ratio``: the same from each one's ratio to F.linear (1 thread), where recorded.
+
+    Break-even: the cold compile time over the time each call saves (the eager wall time
+    less that over the speedup); infinite when the compiled call is no faster.
     """
     cols = ["file", "impl", "base", "shape", "dtype", "device", "mode", "eager", "compiled", "speedup",
-            "speedup_ratio", *COMPILE_KINDS, "break_even"]
+            "low", "high", "speedup_source", "speedup_verdict", "speedup_ratio", *COMPILE_KINDS, "break_even"]
     ok = rated[rated["status"] == "ok"]
     variants = ok[[compiled.is_compiled(i) for i in ok["impl"]]]
     if variants.empty:
         return pd.DataFrame(columns=cols)
     keys = ["file", "shape", "dtype", "device", "mode"]
-    t = variants[["impl", *keys, "value"]].rename(columns={"value": "compiled"})
+    mine = ["impl", *keys, "value", "speedup", "low", "high", "speedup_source"]
+    t = variants[mine].rename(columns={"value": "compiled", "speedup": "_sc", "low": "_lc", "high": "_hc",
+                                       "speedup_source": "_src_c"})
     t["base"] = [compiled.base_of(i)[0] for i in t["impl"]]
-    eager = ok[["impl", *keys, "value"]].rename(columns={"impl": "base", "value": "eager"})
+    eager = ok[mine].rename(columns={"impl": "base", "value": "eager", "speedup": "_se", "low": "_le",
+                                     "high": "_he", "speedup_source": "_src_e"})
     t = t.merge(eager, on=["base", *keys], how="left")
     costs = latest[latest["kind"].isin(COMPILE_KINDS) & (latest["status"] == "ok")]
     if len(costs):
@@ -511,14 +531,21 @@ def compile_table(rated: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
     for k in COMPILE_KINDS:
         if k not in t.columns:
             t[k] = np.nan
-    t["speedup"] = t["eager"] / t["compiled"]
-    # The same speedup from each one's interleaved ratio to F.linear: robust to a shared
-    # machine's slow spells, which the two wall times above may have met differently.
+    interleaved = ((t["_src_c"] == "interleaved") & (t["_src_e"] == "interleaved")).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t["speedup"] = np.where(interleaved, t["_sc"] / t["_se"], t["eager"] / t["compiled"])
+        t["low"] = np.where(interleaved, t["_lc"] / t["_he"], np.nan)
+        t["high"] = np.where(interleaved, t["_hc"] / t["_le"], np.nan)
+    t["speedup_source"] = np.where(interleaved, "interleaved", "wall time")
+    t["speedup_verdict"] = [
+        (classify(1.0, 1 / s, SPEEDUP_FACTOR, significant=not (lo_ <= 1 <= hi_)) if i and s > 0 else "")
+        for i, s, lo_, hi_ in zip(interleaved, t["speedup"], t["low"], t["high"], strict=True)]
+    # The same speedup from each one's interleaved ratio to F.linear (the history's metric).
     ratios = latest[(latest["kind"] == "ratio") & (latest["status"] == "ok")][["impl", *keys, "value"]]
     t = t.merge(ratios.rename(columns={"value": "_rc"}), on=["impl", *keys], how="left")
     t = t.merge(ratios.rename(columns={"impl": "base", "value": "_re"}), on=["base", *keys], how="left")
     t["speedup_ratio"] = t["_re"] / t["_rc"]
-    saved = t["eager"] - t["compiled"]
+    saved = t["eager"] * (1 - 1 / t["speedup"])
     t["break_even"] = np.where(saved > 0, np.ceil(t["compile_cold"] / saved.where(saved > 0)), np.inf)
     order_ = {s: i for i, s in enumerate(sweep.ALL_SHAPES)}
     t["_o"] = [order_.get(s, len(order_)) for s in t["shape"]]

@@ -264,9 +264,10 @@ def compile_section(d, ids: Ids) -> Section | None:
         if len(mine):
             hid = ids("compile")
             toc.append((hid, f"{f.machine} — {f.env}"))
-            blocks.append({"id": hid, "machine": f.machine, "env": f.env, "rows": mine.to_dict("records")})
+            blocks.append({"id": hid, "machine": f.machine, "env": f.env, "rows": mine.to_dict("records"),
+                           "ratios": bool(mine["speedup_ratio"].notna().any())})
     return Section("compile", "torch.compile: steady state, compile time, when it pays", "compile.html.j2",
-                   {"blocks": blocks}, toc)
+                   {"blocks": blocks, "speedup_factor": analysis.SPEEDUP_FACTOR}, toc)
 
 
 def checks_section(checks: pd.DataFrame | None, failed: pd.DataFrame, impls: list[str], asv_html: str) -> Section:
