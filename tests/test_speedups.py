@@ -9,7 +9,7 @@ import math
 import pytest
 
 from linear_impls import bench, results
-from linear_impls.report import analysis, load_results
+from linear_impls.report import analysis, load, load_results
 from linear_impls.report.load import process_spread
 
 MACHINE = {"machine": "m", "cpu": "test cpu"}
@@ -17,12 +17,12 @@ ENV = "virtualenv-py3.11-torch2.13.0"
 N = bench.SPEEDUP_BLOCKS
 
 
-def two_processes(first: float, second: float) -> dict:
-    samples = [first] * N + [second] * N
+def two_processes(first: float, second: float, per_process: int = N) -> dict:
+    samples = [first] * per_process + [second] * per_process
     return {"result": (first + second) / 2, "samples": samples, "number": 1, "repeat": len(samples)}
 
 
-def write(tmp_path, speedups: dict[str, tuple[float, float]] | None, commit="a" * 40):
+def write(tmp_path, speedups: dict[str, tuple[float, float]] | None, commit="a" * 40, per_process: int = N):
     impls = ["nn_linear", "f_linear", "twice", "faster", "noisy"]
     # Wall times that say the opposite of the speedups: a separate-process quotient is not trusted.
     times = {"nn_linear": 10e-6, "f_linear": 5e-6, "twice": 5e-6, "faster": 20e-6, "noisy": 10e-6}
@@ -30,7 +30,8 @@ def write(tmp_path, speedups: dict[str, tuple[float, float]] | None, commit="a" 
                                                           [times[i] for i in impls])}
     if speedups is not None:
         benchmarks["bench_linear.Speedup.track_speedup"] = (
-            [impls, ["64x256x256"], ["float32"], ["cpu"], ["forward"]], [two_processes(*speedups[i]) for i in impls])
+            [impls, ["64x256x256"], ["float32"], ["cpu"], ["forward"]],
+            [two_processes(*speedups[i], per_process) for i in impls])
     results.write_file(tmp_path, MACHINE, commit, 1, ENV, benchmarks)
 
 
@@ -101,3 +102,48 @@ def test_without_interleaved_speedups_the_wall_time_quotient_stays_and_says_so(t
     assert t.loc["f_linear", "speedup"] == pytest.approx(2.0)
     assert set(t["speedup_verdict"]) == {""}
     assert all(math.isnan(v) for v in t["low"])
+
+
+def test_one_median_per_process_reads_as_the_processes_it_came_from(tmp_path):
+    """The speedup worker records each process's median; results from asv's rounds held
+    every block: both split into the same processes."""
+    steady = {"nn_linear": (1.0, 1.02), "f_linear": (0.97, 0.98), "twice": (0.49, 0.51),
+              "faster": (1.30, 1.35), "noisy": (0.85, 1.20)}
+    write(tmp_path / "blocks", steady)
+    write(tmp_path / "medians", steady, per_process=1)
+    blocks, medians = rated(tmp_path / "blocks"), rated(tmp_path / "medians")
+    for col in ("speedup", "low", "high", "null_low", "null_high"):
+        assert medians[col].astype(float).tolist() == pytest.approx(blocks[col].astype(float).tolist()), col
+    assert medians["speedup_verdict"].tolist() == blocks["speedup_verdict"].tolist()
+    assert load.samples_per_process([1.0, 1.1, 0.9]) == 1
+    assert load.samples_per_process([1.0] * (2 * N)) == N
+    assert process_spread([1.0], 1) == (None, None, None, None)  # one process: no interval
+
+
+def test_the_speedup_worker_survives_faulty_implementations_in_real_asv(tmp_path):
+    """Real asv, the real worker in two processes: a segfault and a raise fail their own
+    cases with the reason, the good ones get one median per process."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, asv_config, run_asv
+
+    config = asv_config(tmp_path)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=str(ROOT), capture_output=True, text=True,
+                          check=True).stdout.strip()
+    run_asv(config, "machine", "--yes", "--machine", "linbench-test")
+    pattern = (r"^bench_linear\.Speedup\.\w+\('(?:f_linear|nn_linear|bad_segfault|bad_raises)', '1x8x8', "
+               r"'float32', 'cpu', 'forward'\)$")
+    proc = run_asv(config, "run", "-E", f"existing:{sys.executable}", "--set-commit-hash", head,
+                   "--machine", "linbench-test", "--show-stderr", "--record-samples", "-b", pattern,
+                   plugins="check_faulty_plugin",
+                   env_extra={"LINBENCH_SPEEDUP_SELECT": pattern, "LINBENCH_SPEEDUP_PROCESSES": "2"})
+    out = proc.stdout + proc.stderr
+    data = load_results(tmp_path / "results")
+    sp = data.frame[data.frame["kind"] == "speedup"].set_index("impl")
+    assert sp.loc["f_linear", "status"] == "ok" and sp.loc["nn_linear", "status"] == "ok", out[-3000:]
+    assert sp.loc["f_linear", "proc_n"] == 2 and sp.loc["nn_linear", "proc_n"] == 2
+    assert 0.7 < sp.loc["nn_linear", "value"] < 1.4  # the null control: the baseline against itself
+    assert sp.loc["bad_segfault", "status"] == "failed" and sp.loc["bad_raises", "status"] == "failed"
+    assert "the process died (signal SIGSEGV)" in out
+    assert "kernel not implemented for this layout" in out

@@ -1,0 +1,75 @@
+"""The worker protocol shared by the speedups and the instruction counts: real worker
+processes that finish, raise, crash and hang; the supervisor must fail the case in
+flight with its reason and give every other case its result."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from linear_impls import supervise
+
+# A worker taking its cases from argv: "ok" reports, "raise" reports an error, "crash"
+# kills the process with SIGSEGV's exit, "hang" sleeps past the timeout.
+WORKER = r'''
+import json, os, signal, sys, time
+progress, keys = sys.argv[1], sys.argv[2:]
+with open(progress, "a", buffering=1) as out:
+    for key in keys:
+        out.write(json.dumps({"start": key}) + "\n")
+        kind = key.split("-")[0]
+        if kind == "crash":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if kind == "hang":
+            time.sleep(60)
+        if kind == "raise":
+            out.write(json.dumps({"error": key, "reason": "RuntimeError: no kernel"}) + "\n")
+            continue
+        out.write(json.dumps({"done": key, "value": len(key)}) + "\n")
+'''
+
+
+def run(tmp_path, keys, **kw):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    lines = []
+    got = supervise.run_cases(keys, lambda todo, progress: [sys.executable, str(script), str(progress), *todo],
+                              tmp_path, env={}, case_timeout=kw.get("timeout", 2.0),
+                              max_restarts=kw.get("restarts", 5), label="test", log=lines.append)
+    return got, lines
+
+
+def test_each_fault_fails_its_own_case_and_the_rest_are_measured(tmp_path):
+    keys = ["ok-1", "crash-2", "ok-3", "raise-4", "hang-5", "ok-6"]
+    got, _ = run(tmp_path, keys)
+    assert set(got) == set(keys)
+    assert [got[k]["value"] for k in ("ok-1", "ok-3", "ok-6")] == [4, 4, 4]
+    assert got["crash-2"] == {"error": "the process died (signal SIGSEGV)"}
+    assert got["raise-4"] == {"error": "RuntimeError: no kernel"}
+    assert got["hang-5"]["error"].startswith("hung: no result in 2 s")
+    # One fresh worker after each of the crash and the hang, each going on from the next case.
+    assert len(list(tmp_path.glob("progress*.jsonl"))) == 3
+    assert json.loads((tmp_path / "progress2.jsonl").read_text().splitlines()[0]) == {"start": "ok-3"}
+
+
+def test_a_worker_that_cannot_start_fails_every_case_with_its_last_words(tmp_path):
+    got = supervise.run_cases(["a", "b"], lambda todo, progress: [sys.executable, "-c",
+                                                                  "import sys; sys.exit('no torch here')"],
+                              tmp_path, env={}, case_timeout=5, max_restarts=5, label="test",
+                              log=lambda _line: None)
+    assert got["a"] == got["b"]
+    assert got["a"]["error"] == "the test worker failed to start (exit status 1): no torch here"
+
+
+def test_restarts_are_bounded(tmp_path):
+    got, _ = run(tmp_path, ["crash-1", "crash-2", "crash-3", "ok-4"], restarts=1)
+    assert got["crash-1"]["error"].startswith("the process died")
+    assert got["crash-2"]["error"].startswith("the process died")
+    assert got["crash-3"]["error"] == "not measured: the test worker failed 2 times"
+    assert got["ok-4"]["error"] == "not measured: the test worker failed 2 times"
+
+
+def test_exit_reason_names_signals():
+    assert supervise.exit_reason(-9) == "signal SIGKILL"
+    assert supervise.exit_reason(3) == "exit status 3"
+    assert supervise.exit_reason(None) == "no exit status"
