@@ -140,10 +140,42 @@ def test_the_speedup_worker_survives_faulty_implementations_in_real_asv(tmp_path
                    env_extra={"LINBENCH_SPEEDUP_SELECT": pattern, "LINBENCH_SPEEDUP_PROCESSES": "2"})
     out = proc.stdout + proc.stderr
     data = load_results(tmp_path / "results")
-    sp = data.frame[data.frame["kind"] == "speedup"].set_index("impl")
+    f = data.frame
+    sp = f[(f["kind"] == "speedup") & (f["shape"] == "1x8x8") & (f["dtype"] == "float32") & (f["device"] == "cpu")
+           & (f["mode"] == "forward")].set_index("impl")
     assert sp.loc["f_linear", "status"] == "ok" and sp.loc["nn_linear", "status"] == "ok", out[-3000:]
     assert sp.loc["f_linear", "proc_n"] == 2 and sp.loc["nn_linear", "proc_n"] == 2
     assert 0.7 < sp.loc["nn_linear", "value"] < 1.4  # the null control: the baseline against itself
     assert sp.loc["bad_segfault", "status"] == "failed" and sp.loc["bad_raises", "status"] == "failed"
     assert "the process died (signal SIGSEGV)" in out
     assert "kernel not implemented for this layout" in out
+
+
+def test_the_compile_section_divides_interleaved_speedups(tmp_path, request):
+    """compiled_mul_sum against mul_sum: each one's interleaved speedup over the baseline,
+    divided, with the interval from theirs; wall times that say otherwise do not decide."""
+    from linear_impls import compiled, registry
+
+    if "compiled_mul_sum" not in registry.names():
+        compiled.register_compiled("mul_sum")
+        request.addfinalizer(lambda: registry.unregister("compiled_mul_sum"))
+    impls = ["nn_linear", "mul_sum", "compiled_mul_sum"]
+    case = [["64x256x256"], ["float32"], ["cpu"]]
+    benchmarks = {
+        # Wall times of separate processes: 1x between the two, by a slow spell.
+        "bench_linear.Inference.time_forward": ([impls, *case], [100e-6, 300e-6, 300e-6]),
+        "bench_linear.Speedup.track_speedup": ([impls, *case, ["forward"]],
+                                               [two_processes(*p, 1) for p in ((0.99, 1.01), (0.25, 0.26),
+                                                                                (0.75, 0.77))]),
+        "bench_linear.CompileCost.track_cold_seconds": ([["compiled_mul_sum"], *case, ["forward"]], [2.0]),
+    }
+    results.write_file(tmp_path, MACHINE, "a" * 40, 1, ENV, benchmarks)
+    latest = load_results(tmp_path).frame
+    row = analysis.compile_table(analysis.rates(latest), latest).iloc[0]
+    assert row["speedup_source"] == "interleaved"
+    assert row["speedup"] == pytest.approx(0.76 / 0.255, rel=0.02)
+    assert row["low"] < row["speedup"] < row["high"] and row["low"] > 1.05
+    assert row["speedup_verdict"] == "faster"
+    # Pays after: the cold compile over what a call saves, from the eager wall time and the speedup.
+    saved = 300e-6 * (1 - 1 / row["speedup"])
+    assert row["break_even"] == pytest.approx(math.ceil(2.0 / saved), abs=1)

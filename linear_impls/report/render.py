@@ -184,6 +184,8 @@ def perf_section(d, ids: Ids, asv_html: str) -> Section:
                       "tables": perf_tables(d.rated, f.file, d.impls_all, miss_lookup, f.machine, asv_html),
                       "n_missing": len(fmiss), "n_by_design": len(fmiss) - len(unexplained),
                       "n_unexplained": len(unexplained),
+                      "not_timed": [dt for dt in sweep.SWEEPS["default"].dtypes
+                                    if dt not in set(d.rated.loc[d.rated["file"] == f.file, "dtype"])],
                       "missing_summary": analysis.missing_summary(unexplained).itertuples(index=False),
                       "memory": memory_tables(mem) if len(mem) else []})
     return Section("perf", f"Speedup over {registry.baseline()} per shape (latest commit)", "perf.html.j2",
