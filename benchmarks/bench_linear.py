@@ -450,35 +450,56 @@ def _measure_speedups(block_seconds: float) -> dict:
 
 def _speedup_worker(cases_file: str, progress_file: str) -> int:
     """Time each case of ``cases_file`` against a fresh instance of the baseline, in
-    alternating blocks, writing the supervisor's protocol (``linear_impls.supervise``)."""
+    alternating blocks, writing the supervisor's protocol (``linear_impls.supervise``).
+
+    Each case runs in a child forked from this process, which has imported torch and run
+    no op (so no thread pool is half-copied into the child): every case starts from the
+    same heap.  In one long-lived process, memory freed by earlier cases served one
+    instance's large temporaries from the heap while the other's came from fresh mmaps,
+    a page fault per 4 KiB: 1x4096x4096 training steps read 4-5x apart between two
+    instances of one implementation, in some processes and not others.  A child that
+    crashes costs its case alone.
+    """
     import json
-    import statistics
     from pathlib import Path
 
     spec = json.loads(Path(cases_file).read_text())
-    sweep_def = sweep.SWEEPS[spec["sweep"]]
-    base = linear_impls.get(linear_impls.baseline())
     with open(progress_file, "a", buffering=1) as progress:
         for impl, shape, dtype, device, mode, n_blocks in spec["cases"]:
             key = _speedup_key(impl, shape, dtype, device, mode)
             progress.write(json.dumps({"start": key, "t": time.monotonic()}) + "\n")
-            case = base_step = None
-            try:
-                case = bench.prepare(impl, shape, dtype, device, mode, check=False, sweep_def=sweep_def)
-                # A step of its own, on inputs of its own: for the baseline's row, a second instance.
-                base_step = bench.build_step(base, sweep.parse_shape(shape), dtype, device, mode, seed=1)
-                ratios = _block_ratios(base_step, case.step, n_blocks, spec["block_seconds"])
-                progress.write(json.dumps({"done": key, "median": statistics.median(ratios),
-                                           "t": time.monotonic()}) + "\n")
-            except Exception as exc:  # a faulty implementation: its case fails, the others go on
-                progress.write(json.dumps({"error": key, "reason": f"{type(exc).__name__}: {exc}"[:500]}) + "\n")
-            finally:
-                case = base_step = None
-                if _compiled is not None and _compiled.is_compiled(impl):
-                    torch.compiler.set_stance("default")  # the next variant compiles afresh
-                if device == "cuda":
-                    torch.cuda.empty_cache()
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    with open(progress_file, "a", buffering=1) as out:
+                        out.write(json.dumps(_speedup_case(impl, shape, dtype, device, mode, n_blocks,
+                                                           spec["block_seconds"], spec["sweep"])) + "\n")
+                    code = 0
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            if status:
+                why = _supervise.exit_reason(-os.WTERMSIG(status) if os.WIFSIGNALED(status)
+                                             else os.WEXITSTATUS(status))
+                progress.write(json.dumps({"error": key, "reason": f"the process died ({why})"}) + "\n")
     return 0
+
+
+def _speedup_case(impl, shape, dtype, device, mode, n_blocks, block_seconds, sweep_name) -> dict:
+    """One case's event for the supervisor: ``done`` with the median block ratio, or ``error``."""
+    import statistics
+
+    key = _speedup_key(impl, shape, dtype, device, mode)
+    try:
+        case = bench.prepare(impl, shape, dtype, device, mode, check=False, sweep_def=sweep.SWEEPS[sweep_name])
+        # A step of its own, on inputs of its own: for the baseline's row, a second instance.
+        base_step = bench.build_step(linear_impls.get(linear_impls.baseline()), sweep.parse_shape(shape), dtype,
+                                     device, mode, seed=1)
+        ratios = _block_ratios(base_step, case.step, n_blocks, block_seconds)
+        return {"done": key, "median": statistics.median(ratios), "t": time.monotonic()}
+    except Exception as exc:  # a faulty implementation: its case fails, the others go on
+        return {"error": key, "reason": f"{type(exc).__name__}: {exc}"[:500]}
 
 
 def _torch_linear_step(shape_id, dtype, device, mode):

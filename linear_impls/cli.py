@@ -235,6 +235,31 @@ def cmd_check_worker(args) -> int:
 # --- sweep / run ----------------------------------------------------------------------
 
 
+def cmd_dispatch(args) -> int:
+    from . import dispatch
+
+    if args.impl not in registry.names():
+        raise UsageError(f"unknown implementation {args.impl!r}; `linbench list` shows them")
+    shape = _shape(args.shape)
+    dtype = _dtypes([args.dtype])[0]
+    device = _devices([args.device])[0]
+    impl = registry.get(args.impl)
+    reason = impl.limits.excludes(dtype=dtype, device=device, rank=len(shape.input_shape)) or impl.unavailable(device)
+    if reason:
+        raise UsageError(f"{args.impl} does not run {shape.id} {dtype} on {device}: {reason}")
+    try:
+        t = dispatch.trace(args.impl, shape.id, dtype, device, args.mode)
+    except Exception as exc:  # a faulty implementation: its reason, not a traceback
+        print(f"linbench: {args.impl} {shape.id} {dtype} {device} {args.mode} failed: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(t.to_dict(), indent=1))
+    else:
+        print(dispatch.format_trace(t))
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from . import registry as reg
 
@@ -419,6 +444,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", metavar="NAMES", help="also check the torch.compile'd variants of these "
                    "implementations (comma-separated, or 'all'), and report their graph breaks")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("dispatch", help="the aten ops one call of an implementation runs (forward, backward)",
+                       description="Recorded with a TorchDispatchMode: no timing, the same in every run. "
+                                   "Exit status: 0, 1 the implementation failed, 2 bad input.")
+    p.add_argument("impl")
+    p.add_argument("shape", help="the sweep's notation: [batch x ...] rows x in x out, e.g. 8x128x768x3072")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--mode", default="forward", choices=sweep.MODES)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="the trace as JSON: ops with op, phase, shapes")
+    p.set_defaults(func=cmd_dispatch)
 
     sweeps = list(sweep.SWEEPS)
     p = sub.add_parser("sweep", help="list a sweep's cases and why any is skipped here")

@@ -1,0 +1,165 @@
+"""What one call of an implementation runs, in torch's terms: the aten ops it dispatches to.
+
+Instruction counts say *that* a CPU case changed and which C functions did; the op trace
+says what an implementation *does*: einsum lowers to permutes, reshapes and a ``bmm``,
+the bmm recipe expands the weight per row, mul_sum materialises a (rows, out, in)
+product before its ``sum``, and whether nn.Linear on a 3-D input becomes one ``addmm``
+depends on torch's version.  Recorded with a ``TorchDispatchMode`` (as PyTorch's own
+``LoggingTensorMode`` in ``torch/testing/_internal/logging_tensor.py``): every aten op
+that reaches the dispatcher, in order, with its inputs' shapes and dtypes, whether each
+output is a fresh allocation or a view of an input, and its bytes.  Deterministic: no
+timing, the same trace in every run of one torch.
+
+The inputs (x, W, b and, for a training step, the output's gradient) are made before
+the mode is entered, so the trace holds the call's own ops only; a training step's
+backward ops are marked ``backward``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from . import registry, sweep
+
+# Ops that copy data a linear layer's arithmetic intensity does not count.
+COPY_OPS = ("clone", "copy_", "_to_copy", "contiguous", "index_put", "cat", "stack", "expand_copy")
+
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+    """One aten op of a call: its name (``aten.addmm.default``), the phase it ran in, its
+    tensor inputs' shapes and dtypes, and its outputs' (``fresh``: newly allocated bytes,
+    0 for a view of an input)."""
+
+    op: str
+    phase: str
+    inputs: tuple[tuple[int, ...], ...]
+    dtypes: tuple[str, ...]
+    outputs: tuple[tuple[int, ...], ...]
+    fresh_bytes: int
+    view: bool
+
+    @property
+    def short(self) -> str:
+        """``addmm`` for ``aten.addmm.default``."""
+        return self.op.split(".")[1] if self.op.count(".") >= 2 else self.op
+
+    @property
+    def is_copy(self) -> bool:
+        return self.short in COPY_OPS
+
+    def to_dict(self) -> dict:
+        return {"op": self.op, "phase": self.phase, "inputs": [list(s) for s in self.inputs],
+                "dtypes": list(self.dtypes), "outputs": [list(s) for s in self.outputs],
+                "fresh_bytes": self.fresh_bytes, "view": self.view}
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops: list[Op] = []
+        self.phase = "forward"
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        in_storages = {_storage(t) for t in ins}
+        fresh, view = 0, False
+        for t in outs:
+            if _storage(t) in in_storages:  # a view of an input, or written in place
+                view = view or not func._schema.is_mutable
+            else:
+                fresh += t.untyped_storage().nbytes()
+        self.ops.append(Op(str(func.overloadpacket._qualified_op_name).replace("::", ".") + "." + func._overloadname,
+                           self.phase, tuple(tuple(t.shape) for t in ins), tuple(str(t.dtype).removeprefix("torch.")
+                                                                                  for t in ins),
+                           tuple(tuple(t.shape) for t in outs), fresh, view))
+        return out
+
+
+def _storage(t: torch.Tensor) -> int:
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # a tensor without storage (meta, sparse)
+        return id(t)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trace:
+    """The ops of one call, and the bytes its intermediates allocated beyond x, W, b and y
+    (and, in a training step, beyond the gradients of x, W and b)."""
+
+    impl: str
+    shape: str
+    dtype: str
+    device: str
+    mode: str
+    ops: tuple[Op, ...]
+    intermediate_bytes: int
+
+    def sequence(self, phase: str = "forward") -> list[str]:
+        """The ops' short names in order: ``["t", "addmm"]``."""
+        return [o.short for o in self.ops if o.phase == phase]
+
+    @property
+    def copies(self) -> list[Op]:
+        return [o for o in self.ops if o.is_copy]
+
+    def to_dict(self) -> dict:
+        return {"impl": self.impl, "shape": self.shape, "dtype": self.dtype, "device": self.device,
+                "mode": self.mode, "intermediate_bytes": self.intermediate_bytes,
+                "copies": len(self.copies), "ops": [o.to_dict() for o in self.ops]}
+
+
+def trace(impl_name: str, shape_id: str, dtype: str = "float32", device: str = "cpu",
+          mode: str = "forward") -> Trace:
+    """Record one call (``mode`` forward: the layer's output; forward_backward: a training
+    step, forward then backward) of ``impl_name`` on inputs of ``shape_id``."""
+    impl = registry.get(impl_name)
+    shape = sweep.parse_shape(shape_id)
+    td = sweep.dtype_of(dtype)
+    training = mode == "forward_backward"
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*size):
+        return torch.randn(size, generator=gen).to(device=device, dtype=td)
+
+    weight = torch.nn.Parameter(rand(shape.out_features, shape.in_features), requires_grad=training)
+    bias = torch.nn.Parameter(rand(shape.out_features), requires_grad=training)
+    forward = impl.build(weight, bias)
+    x = rand(*shape.input_shape).requires_grad_(training)
+    gy = rand(*shape.batch, shape.out_features) if training else None
+    recorder = _Recorder()
+    with recorder:
+        y = forward(x)
+        if training:
+            recorder.phase = "backward"
+            y.backward(gy)
+    results = [y] + ([t.grad for t in (x, weight, bias) if t.grad is not None] if training else [])
+    result_bytes = sum(t.untyped_storage().nbytes() for t in results)
+    allocated = sum(o.fresh_bytes for o in recorder.ops)
+    return Trace(impl_name, shape.id, dtype, device, mode, tuple(recorder.ops), max(0, allocated - result_bytes))
+
+
+def format_trace(t: Trace) -> str:
+    """The trace as text: one line per op, then the totals."""
+    lines = [f"{t.impl} {t.shape} {t.dtype} {t.device} {t.mode}: {len(t.ops)} aten ops"]
+    for phase in ("forward", "backward"):
+        ops = [o for o in t.ops if o.phase == phase]
+        if not ops:
+            continue
+        lines.append(f"{phase}: {', '.join(o.short for o in ops)}")
+        for o in ops:
+            ins = " ".join("x".join(map(str, s)) or "scalar" for s in o.inputs)
+            outs = " ".join("x".join(map(str, s)) or "scalar" for s in o.outputs)
+            kind = "view" if o.view else (f"{o.fresh_bytes:,} B new" if o.fresh_bytes else "in place")
+            lines.append(f"  {o.op:<34} {ins or '-':<30} -> {outs or '-':<14} {kind}{'  (copy)' if o.is_copy else ''}")
+    lines.append(f"intermediates: {t.intermediate_bytes:,} bytes beyond x, W, b and "
+                 + ("y and the gradients" if t.mode == "forward_backward" else "y")
+                 + f"; copies: {len(t.copies)}" + (f" ({', '.join(o.short for o in t.copies)})" if t.copies else ""))
+    return "\n".join(lines)
