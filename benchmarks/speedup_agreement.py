@@ -117,6 +117,10 @@ def main() -> None:
         worst = rel.map(lambda v: max(v, 1 / v)).sort_values(ascending=False).head(5)
         print("  widest disagreements: " + ", ".join(f"{'/'.join(i[:2])} {i[4]} {v:.2f}x" for i, v in worst.items()))
         differ = both[a.loc[both, "speedup_verdict"] != b.loc[both, "speedup_verdict"]]
+        opposite = [i for i in differ
+                    if {a.loc[i, "speedup_verdict"], b.loc[i, "speedup_verdict"]} == {"faster", "slower"}]
+        print(f"  verdicts that differ: {len(differ)}, of which faster in one run and slower in the other: "
+              f"{len(opposite)}; the rest same in one run, beside the 1.05x boundary in the other")
         for i in differ[:10]:
             print(f"  verdicts differ: {i[0]} {i[1]} {i[4]}: {a.loc[i, 'speedup']:.3f} {a.loc[i, 'speedup_verdict']} "
                   f"[{a.loc[i, 'low']:.3f}, {a.loc[i, 'high']:.3f}] vs {b.loc[i, 'speedup']:.3f} "
