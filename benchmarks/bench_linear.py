@@ -81,6 +81,10 @@ try:
 except ImportError:  # a commit older than the speedup worker
     _supervise = None
 try:
+    from linear_impls import dispatch as _dispatch  # noqa: E402
+except ImportError:  # a commit older than the op traces
+    _dispatch = None
+try:
     from linear_impls import instructions as _instructions  # noqa: E402
 except ImportError:  # a commit older than instruction counts (asv benchmarks old commits with this file)
     _instructions = None
@@ -315,7 +319,7 @@ class Speedup:
     The baseline's own row is the null control: the baseline against a second instance
     of itself, timed the same way; its spread is the case's measured noise floor, and it
     widens every other interval of that case.  Above 1: faster than the baseline.
-    asv cannot tell setup_cache which cases ``-b`` selected: ``$LINBENCH_SPEEDUP_SELECT``
+    asv cannot tell setup_cache which cases ``-b`` selected: ``$LINBENCH_SELECT``
     (a regex over the benchmark names, as ``-b``; linbench run sets it per chunk)
     narrows the cases timed, else the sweep's every speedup case is.
     """
@@ -339,7 +343,7 @@ class Speedup:
         got = measured["cases"].get(key)
         if got is None:
             raise NotImplementedError(f"not among the {measured['sweep']} sweep's speedup cases selected "
-                                      f"(${SPEEDUP_SELECT_ENV})")
+                                      f"(${SELECT_ENV})")
         if "error" in got:
             raise RuntimeError(f"{key}: {got['error']}")
         # A case whose check fails is failed here too, as in the timed benchmarks.
@@ -352,7 +356,9 @@ class Speedup:
     track_speedup.unit = "speedup"
 
 
-SPEEDUP_SELECT_ENV = "LINBENCH_SPEEDUP_SELECT"
+# asv cannot tell a setup_cache which cases -b selected: linbench run says it here, per
+# chunk (the chunk's -b patterns); plain asv measures the sweep's every case.
+SELECT_ENV = "LINBENCH_SELECT"
 # Block pairs per case and process: a long call varies little from block to block, so the
 # count follows the case's estimated time (as the ratio's), within these bounds.
 SPEEDUP_MIN_BLOCKS, SPEEDUP_SECONDS_PER_CASE = 4, 0.1
@@ -368,37 +374,42 @@ def _speedup_key(impl, shape, dtype, device, mode) -> str:
     return f"{impl}|{shape}|{dtype}|{device}|{mode}"
 
 
-def _speedup_cases() -> tuple[list[list], dict[str, str], str]:
-    """The sweep's speedup cases that ``$LINBENCH_SPEEDUP_SELECT`` selects, each with its
-    block count, and the skipped ones with their reasons."""
+def _selected_cases(family: str, method: str, sweep_def, dtypes) -> tuple[list[tuple], dict[str, str]]:
+    """The sweep's cases of ``family`` in ``dtypes`` that ``$LINBENCH_SELECT`` selects (a regex
+    over asv's benchmark names, as ``-b``; every one when unset), as (impl, shape, dtype,
+    device, mode), and the skipped ones with their reasons.  Compiled variants on the
+    sweep's compile subset only."""
     import re
 
-    sweep_def = sweep.current_sweep()
-    select = os.environ.get(SPEEDUP_SELECT_ENV, "").strip()
+    select = os.environ.get(SELECT_ENV, "").strip()
     pattern = re.compile(select) if select else None
-    devices = sweep.available_devices()
     cases, skipped = [], {}
     for impl in IMPLS:
         record = linear_impls.get(impl)
         if getattr(record, "untimed", None):
             continue
         is_compiled = _compiled is not None and _compiled.is_compiled(impl)
-        for shape, dtype, device, mode in itertools.product(sweep_def.shapes, sweep_def.speedup_dtypes,
-                                                            devices, MODES):
+        for shape, dtype, device, mode in itertools.product(sweep_def.shapes, dtypes, sweep.available_devices(),
+                                                            MODES):
             if dtype not in sweep_def.dtypes or (is_compiled and not sweep_def.in_compile_subset(shape, dtype, mode)):
                 continue
-            name = f"bench_linear.Speedup.track_speedup({impl!r}, {shape!r}, {dtype!r}, {device!r}, {mode!r})"
+            name = f"bench_linear.{family}.{method}({impl!r}, {shape!r}, {dtype!r}, {device!r}, {mode!r})"
             if pattern is not None and not pattern.search(name):
                 continue
-            key = _speedup_key(impl, shape, dtype, device, mode)
             reason = sweep.skip_reason(record, sweep.parse_shape(shape), dtype, device, mode, sweep_def)
             if reason:
-                skipped[key] = reason
-                continue
-            blocks = _n_blocks(shape, dtype, device, mode, sweep.thread_count(), SPEEDUP_SECONDS_PER_CASE,
-                               Speedup.block_seconds, SPEEDUP_MIN_BLOCKS, bench.SPEEDUP_BLOCKS)
-            cases.append([impl, shape, dtype, device, mode, blocks])
-    return cases, skipped, sweep_def.name
+                skipped[_speedup_key(impl, shape, dtype, device, mode)] = reason
+            else:
+                cases.append((impl, shape, dtype, device, mode))
+    return cases, skipped
+
+
+def _speedup_cases() -> tuple[list[list], dict[str, str], str]:
+    """The selected speedup cases, each with its block count, and the skipped ones."""
+    sweep_def = sweep.current_sweep()
+    cases, skipped = _selected_cases("Speedup", "track_speedup", sweep_def, sweep_def.speedup_dtypes)
+    return [[*c, _n_blocks(*c[1:], sweep.thread_count(), SPEEDUP_SECONDS_PER_CASE, Speedup.block_seconds,
+                           SPEEDUP_MIN_BLOCKS, bench.SPEEDUP_BLOCKS)] for c in cases], skipped, sweep_def.name
 
 
 def _measure_speedups(block_seconds: float) -> dict:
@@ -452,13 +463,13 @@ def _speedup_worker(cases_file: str, progress_file: str) -> int:
     """Time each case of ``cases_file`` against a fresh instance of the baseline, in
     alternating blocks, writing the supervisor's protocol (``linear_impls.supervise``).
 
-    Each case runs in a child forked from this process, which has imported torch and run
-    no op (so no thread pool is half-copied into the child): every case starts from the
-    same heap.  In one long-lived process, memory freed by earlier cases served one
-    instance's large temporaries from the heap while the other's came from fresh mmaps,
-    a page fault per 4 KiB: 1x4096x4096 training steps read 4-5x apart between two
-    instances of one implementation, in some processes and not others.  A child that
-    crashes costs its case alone.
+    Each case runs in a child forked from this process (``supervise.in_child``), which
+    has imported torch and run no op: every case starts from the same heap.  In one
+    long-lived process, memory freed by earlier cases served one instance's large
+    temporaries from the heap while the other's came from fresh mmaps, a page fault per
+    4 KiB: 1x4096x4096 training steps read 4-5x apart between two instances of one
+    implementation, in some processes and not others.  A child that crashes costs its
+    case alone.
     """
     import json
     from pathlib import Path
@@ -468,38 +479,84 @@ def _speedup_worker(cases_file: str, progress_file: str) -> int:
         for impl, shape, dtype, device, mode, n_blocks in spec["cases"]:
             key = _speedup_key(impl, shape, dtype, device, mode)
             progress.write(json.dumps({"start": key, "t": time.monotonic()}) + "\n")
-            pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    with open(progress_file, "a", buffering=1) as out:
-                        out.write(json.dumps(_speedup_case(impl, shape, dtype, device, mode, n_blocks,
-                                                           spec["block_seconds"], spec["sweep"])) + "\n")
-                    code = 0
-                finally:
-                    os._exit(code)
-            _, status = os.waitpid(pid, 0)
-            if status:
-                why = _supervise.exit_reason(-os.WTERMSIG(status) if os.WIFSIGNALED(status)
-                                             else os.WEXITSTATUS(status))
-                progress.write(json.dumps({"error": key, "reason": f"the process died ({why})"}) + "\n")
+            try:
+                median = _supervise.in_child(lambda c=(impl, shape, dtype, device, mode, n_blocks): _speedup_case(
+                    *c, spec["block_seconds"], spec["sweep"]))
+                event = {"done": key, "median": median, "t": time.monotonic()}
+            except Exception as exc:  # a faulty implementation: its case fails, the others go on
+                event = {"error": key, "reason": str(exc)}
+            progress.write(json.dumps(event) + "\n")
     return 0
 
 
-def _speedup_case(impl, shape, dtype, device, mode, n_blocks, block_seconds, sweep_name) -> dict:
-    """One case's event for the supervisor: ``done`` with the median block ratio, or ``error``."""
+def _speedup_case(impl, shape, dtype, device, mode, n_blocks, block_seconds, sweep_name) -> float:
+    """One case's median block ratio: the baseline's time over the implementation's."""
     import statistics
 
-    key = _speedup_key(impl, shape, dtype, device, mode)
-    try:
-        case = bench.prepare(impl, shape, dtype, device, mode, check=False, sweep_def=sweep.SWEEPS[sweep_name])
-        # A step of its own, on inputs of its own: for the baseline's row, a second instance.
-        base_step = bench.build_step(linear_impls.get(linear_impls.baseline()), sweep.parse_shape(shape), dtype,
-                                     device, mode, seed=1)
-        ratios = _block_ratios(base_step, case.step, n_blocks, block_seconds)
-        return {"done": key, "median": statistics.median(ratios), "t": time.monotonic()}
-    except Exception as exc:  # a faulty implementation: its case fails, the others go on
-        return {"error": key, "reason": f"{type(exc).__name__}: {exc}"[:500]}
+    case = bench.prepare(impl, shape, dtype, device, mode, check=False, sweep_def=sweep.SWEEPS[sweep_name])
+    # A step of its own, on inputs of its own: for the baseline's row, a second instance.
+    base_step = bench.build_step(linear_impls.get(linear_impls.baseline()), sweep.parse_shape(shape), dtype,
+                                 device, mode, seed=1)
+    return statistics.median(_block_ratios(base_step, case.step, n_blocks, block_seconds))
+
+
+class Dispatch:
+    """The aten ops one call of each case dispatches to (``linear_impls.dispatch``): no
+    timing, the same in every run of one commit and torch.
+
+    ``setup_cache`` traces every selected case (``$LINBENCH_SELECT``, as the speedups; the
+    sweep's instruction dtypes), each in a child forked from its process, and keeps each
+    case's op sequence, intermediate bytes and copies beside the asv results
+    (``<results>/<machine>/dispatch/``), where the page and the history read them.  asv
+    records the number of ops per call, so a change of dispatch shows in asv's graphs too.
+    """
+
+    params = [IMPLS, SHAPES, DTYPES, DEVICES, MODES]
+    param_names = ["impl", "shape", "dtype", "device", "mode"]
+
+    def setup_cache(self):
+        if _dispatch is None or not hasattr(_supervise, "in_child"):
+            return {"unavailable": "this commit's linear_impls predates the op traces"}
+        sweep_def = sweep.current_sweep()
+        cases, skipped = _selected_cases("Dispatch", "track_ops", sweep_def, sweep_def.instruction_dtypes)
+        # A compiled variant's ops are inductor's generated code, not aten calls to trace.
+        cases = [c for c in cases if _compiled is None or not _compiled.is_compiled(c[0])]
+        traced: dict[str, dict] = {}
+        for impl, shape, dtype, device, mode in cases:
+            key = _dispatch.case_key(impl, shape, dtype, device, mode)
+            try:
+                traced[key] = _supervise.in_child(lambda c=(impl, shape, dtype, device, mode): _dispatch.summary(
+                    _dispatch.trace(*c)))
+            except Exception as exc:  # a faulty implementation: its case fails, the others go on
+                traced[key] = {"error": str(exc)}
+        commit, env_name = os.environ.get("ASV_COMMIT"), os.environ.get("ASV_ENV_NAME", "env")
+        results = _results_dir()
+        folder = os.environ.get(_dispatch.SIDECAR_ENV) or (results / _dispatch.SIDECAR if results else None)
+        if folder is not None and commit:
+            _dispatch.save(_dispatch.sidecar_file(folder, commit, env_name), commit, env_name,
+                           {k: v for k, v in traced.items() if "error" not in v})
+        return {"sweep": sweep_def.name, "skipped": skipped, "cases": traced}
+
+    setup_cache.timeout = 1800
+
+    def setup(self, traced, impl, shape, dtype, device, mode):
+        if "unavailable" in traced:
+            raise NotImplementedError(traced["unavailable"])
+        key = _dispatch.case_key(impl, shape, dtype, device, mode)
+        if key in traced["skipped"]:
+            raise NotImplementedError(traced["skipped"][key])
+        got = traced["cases"].get(key)
+        if got is None:
+            raise NotImplementedError(f"not among the {traced['sweep']} sweep's traced cases selected "
+                                      f"(${SELECT_ENV}, its instruction dtypes)")
+        if "error" in got:
+            raise RuntimeError(f"{key}: {got['error']}")
+        self.n_ops = len(got["ops"])
+
+    def track_ops(self, traced, impl, shape, dtype, device, mode):
+        return self.n_ops
+
+    track_ops.unit = "ops"
 
 
 def _torch_linear_step(shape_id, dtype, device, mode):
@@ -583,24 +640,30 @@ class Instructions:
     track_instructions.unit = "instructions"
 
 
+def _results_dir():
+    """asv's results folder (asv.conf.json's ``results_dir``), or None outside asv."""
+    import re
+    from pathlib import Path
+
+    conf_dir = os.environ.get("ASV_CONF_DIR")
+    if not conf_dir:
+        return None
+    try:
+        text = (Path(conf_dir) / "asv.conf.json").read_text()
+    except OSError:
+        return None
+    m = re.search(r'"results_dir"\s*:\s*"([^"]+)"', text)
+    return Path(conf_dir) / (m.group(1) if m else "results")
+
+
 def _callgrind_dir():
     """Where per-function counts go: ``$LINBENCH_CALLGRIND_DIR``, else ``callgrind/`` in asv's results folder."""
     from pathlib import Path
 
     if os.environ.get(_instructions.SIDECAR_ENV):
         return Path(os.environ[_instructions.SIDECAR_ENV])
-    conf_dir = os.environ.get("ASV_CONF_DIR")
-    if not conf_dir:
-        return None
-    import re
-
-    try:
-        text = (Path(conf_dir) / "asv.conf.json").read_text()
-    except OSError:
-        return None
-    m = re.search(r'"results_dir"\s*:\s*"([^"]+)"', text)
-    results = Path(conf_dir) / (m.group(1) if m else "results")
-    return _instructions.sidecar_dir(results)
+    results = _results_dir()
+    return None if results is None else _instructions.sidecar_dir(results)
 
 
 def _no_compiled_peak(impl):

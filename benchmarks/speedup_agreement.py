@@ -61,7 +61,7 @@ def run_once(machine: str, results: Path, plugin_dir: Path, processes: int) -> f
     # The speedup worker's processes, and the cases it times (setup_cache cannot see -b).
     env = dict(os.environ, LINBENCH_SWEEP="default", LINEAR_IMPLS_PLUGINS="twice_linear",
                LINBENCH_PLUGIN_PATH=str(plugin_dir), LINBENCH_SPEEDUP_PROCESSES=str(processes),
-               LINBENCH_SPEEDUP_SELECT=pattern)
+               LINBENCH_SELECT=pattern)
     t0 = time.perf_counter()
     subprocess.run([asv, "--config", str(config), "run", "HEAD^!", "--machine", machine, "--record-samples",
                     "-b", pattern], cwd=ROOT, env=env, check=False, stdout=subprocess.DEVNULL)

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import bench, instructions, plugins, results, sweep
+from . import bench, dispatch, instructions, plugins, results, sweep
 
 
 def machine_name(asv_args: list[str]) -> str:
@@ -141,7 +141,8 @@ def existing_cases(results_dir: Path, commit: str, target: Target) -> set[str]:
 CHUNK_GROUPS = (
     # The first screen's speedups, from the speedup worker's processes (Speedup.setup_cache).
     ("speedup over the baseline", ("Speedup",), "answer"),
-    ("wall time, memory and ceilings", ("Timed", "HostMemory", "DeviceMemory", "Ceilings"), "answer"),
+    ("wall time, memory, ceilings and dispatch", ("Timed", "HostMemory", "DeviceMemory", "Ceilings", "Dispatch"),
+     "answer"),
     ("ratio to F.linear", ("RelativeToTorch",), "history"),
     ("instruction counts", ("Instructions",), "history"),
     # Compiling takes seconds per case: a chunk of its own, lost alone if killed.
@@ -175,9 +176,9 @@ def chunks(sweep_def: sweep.Sweep, dtypes: list[str], skip: set[str], impls: lis
     return out
 
 
-def speedup_select(chunk: Chunk) -> str:
-    """``$LINBENCH_SPEEDUP_SELECT`` for a chunk: the speedup worker (Speedup.setup_cache,
-    which cannot see ``-b``) then times only the chunk's cases."""
+def case_select(chunk: Chunk) -> str:
+    """``$LINBENCH_SELECT`` for a chunk: the workers of ``setup_cache`` (the speedups, the op
+    traces), which cannot see ``-b``, then measure only the chunk's cases."""
     return "|".join(f"(?:{p})" for p in chunk.patterns)
 
 
@@ -301,6 +302,7 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Targe
     # Per-function instruction counts beside this machine's results (plain asv run, which
     # cannot say its machine to a benchmark, keeps them in one folder for all machines).
     env.setdefault(instructions.SIDECAR_ENV, str(instructions.sidecar_dir(results_dir / target.machine)))
+    env.setdefault(dispatch.SIDECAR_ENV, str(results_dir / target.machine / dispatch.SIDECAR))
     select = uncounted_select(skip)
     if impls is not None:  # valgrind counts only the chosen implementations (setup_cache cannot see -b)
         # Both lookaheads at the start: the chosen implementations, then the uncounted ones.
@@ -328,7 +330,8 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Targe
         for p in chunk.patterns:
             cmd += ["-b", p]
         t_chunk = time.perf_counter()
-        code = subprocess.run(cmd, cwd=root, env={**env, "LINBENCH_SPEEDUP_SELECT": speedup_select(chunk)}).returncode
+        chunk_env = {**env, "LINBENCH_SELECT": case_select(chunk)}
+        code = subprocess.run(cmd, cwd=root, env=chunk_env).returncode
         if code < 0 or code in (130, 143):
             return code
         worst = max(worst, code)

@@ -239,7 +239,7 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
                  impls: list[str] | None = None) -> dict[str, str]:
     """``asv run -b`` patterns selecting a sweep's cases, per benchmark family, so others do not
     even start a process: ``{"Environment", "Timed" (Inference and Training),
-    "RelativeToTorch", "Instructions", "HostMemory", "DeviceMemory", "Ceilings",
+    "RelativeToTorch", "Instructions", "Dispatch", "HostMemory", "DeviceMemory", "Ceilings",
     "Compiled" (the compiled variants' timings, speedups and compile cost), "CompiledRatio"
     (their ratios to F.linear): pattern}``, each
     present where the sweep has such cases.
@@ -290,6 +290,11 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
     if counted and "cpu" in devices:
         patterns["Instructions"] = \
             rf"^bench_linear\.Instructions\.\w+\({eager}, {shapes}, {alt(counted)}, 'cpu', '[^']+'\)$"
+    if counted:
+        # What each case dispatches to, in the dtypes whose instructions are counted (a
+        # dispatch seldom depends on the dtype; tracing costs a process per case in asv).
+        patterns["Dispatch"] = \
+            rf"^bench_linear\.Dispatch\.\w+\({eager}, {shapes}, {alt(counted)}, {alt(devices)}, '[^']+'\)$"
     if mem_dtypes and "cpu" in devices:
         patterns["HostMemory"] = rf"^bench_linear\.HostMemory\.\w+\({eager}, {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"
     # The roofline's ceilings: the compute peak in each of the sweep's dtypes on each device;

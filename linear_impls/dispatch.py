@@ -18,6 +18,11 @@ backward ops are marked ``backward``.
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import json
+import os
+import re
+from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -163,3 +168,103 @@ def format_trace(t: Trace) -> str:
                  + ("y and the gradients" if t.mode == "forward_backward" else "y")
                  + f"; copies: {len(t.copies)}" + (f" ({', '.join(o.short for o in t.copies)})" if t.copies else ""))
     return "\n".join(lines)
+
+
+# --- kept with the results: one summary per case, beside asv's files --------------------
+
+SIDECAR = "dispatch"  # the folder under asv's results folder (its ``.json.gz``: asv reads only ``.json``)
+_FORMAT = 1
+
+
+def case_key(impl: str, shape: str, dtype: str, device: str, mode: str) -> str:
+    return f"{impl}|{shape}|{dtype}|{device}|{mode}"
+
+
+def summary(t: Trace) -> dict:
+    """What the history keeps of a trace: the ops in order with their phase, the fresh bytes
+    of the intermediates and the copies."""
+    return {"ops": [f"{o.phase[0]}:{o.op}" for o in t.ops], "intermediate_bytes": t.intermediate_bytes,
+            "copies": len(t.copies)}
+
+
+def short_sequence(ops: list[str], phase: str = "forward") -> str:
+    """``t, addmm`` from a summary's ops: the phase's short names in order."""
+    return ", ".join(o.split(":", 1)[1].split(".")[1] for o in ops if o.startswith(phase[0] + ":"))
+
+
+def display(op: str) -> str:
+    """A summary's op for a reader: ``aten.clone.default``, ``aten.mm.default (backward)``."""
+    phase, _, name = op.partition(":")
+    return f"{name} (backward)" if phase == "b" else name
+
+
+def changed_ops(old: list[str], new: list[str]) -> tuple[list[str], list[str]]:
+    """(added, removed): the ops one sequence has more of than the other, counted, in order,
+    as :func:`display` writes them."""
+    from collections import Counter
+
+    more, fewer = Counter(new) - Counter(old), Counter(old) - Counter(new)
+
+    def listed(ops, counts):
+        out = []
+        for o in ops:
+            if counts[o] > 0:
+                out.append(o)
+                counts[o] -= 1
+        return out
+
+    return [display(o) for o in listed(new, more)], [display(o) for o in listed(old, fewer)]
+
+
+# Where a run keeps its traces: linbench run sets the machine's folder; plain asv, which
+# cannot tell a benchmark its machine, one folder beside every machine's results.
+SIDECAR_ENV = "LINBENCH_DISPATCH_DIR"
+
+
+def sidecar_file(folder: Path, commit: str, env_name: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", env_name)
+    return Path(folder) / f"{commit[:8]}-{safe}.json.gz"
+
+
+def save(path: Path, commit: str, env_name: str, cases: dict[str, dict]) -> None:
+    """Merge one run's summaries into the commit's file (written whole, then renamed)."""
+    data = load_file(path) or {"format": _FORMAT, "commit": commit, "env_name": env_name, "cases": {}}
+    data["cases"].update(cases)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with gzip.open(tmp, "wt") as f:
+        json.dump(data, f, sort_keys=True)
+    tmp.replace(path)
+
+
+def load_file(path: Path) -> dict | None:
+    try:
+        with gzip.open(path, "rt") as f:
+            data = json.load(f)
+    except (OSError, ValueError, EOFError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == _FORMAT else None
+
+
+def load_all(results_dir: Path) -> list[dict]:
+    """Every case of every trace file under ``results_dir``: records with machine ("" in plain
+    asv's shared folder), env, commit, impl, shape, dtype, device, mode, ops,
+    intermediate_bytes, copies."""
+    rows = []
+    results_dir = Path(results_dir)
+    for path in sorted([*results_dir.glob(f"{SIDECAR}/*.json.gz"), *results_dir.glob(f"*/{SIDECAR}/*.json.gz")]):
+        data = load_file(path)
+        if not data:
+            continue
+        # A machine's own folder, or "" for plain asv's shared one (matched by commit and env).
+        machine = path.parent.parent.name if path.parent.parent != results_dir else ""
+        for key, case in data["cases"].items():
+            parts = key.split("|")
+            if len(parts) != 5 or not isinstance(case, dict) or not isinstance(case.get("ops"), list):
+                continue
+            rows.append({"machine": machine, "env": data.get("env_name", ""),
+                         "commit": data.get("commit", ""), **dict(zip(("impl", "shape", "dtype", "device", "mode"),
+                                                                      parts, strict=True)),
+                         "ops": case["ops"], "intermediate_bytes": case.get("intermediate_bytes"),
+                         "copies": case.get("copies")})
+    return rows

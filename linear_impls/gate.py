@@ -59,7 +59,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import asvrun, bench, instructions, plugins, results, sweep
+from . import asvrun, bench, dispatch, instructions, plugins, results, sweep
 from .units import fmt
 from .verdict import classify
 
@@ -91,7 +91,8 @@ class Change:
     unit: str = "seconds"
     base_rounds: list[float] | None = None  # the median of each round (process), to see what decided
     head_rounds: list[float] | None = None
-    functions: list[str] | None = None  # for an instruction count: the functions that changed most
+    # For an instruction count: the functions that changed most; for an op count, the ops.
+    functions: list[str] | None = None
 
     @property
     def regressed(self) -> bool:
@@ -143,12 +144,14 @@ class GateResult:
 
 RELATIVE = "bench_linear.RelativeToTorch.track_ratio"
 INSTRUCTIONS = "bench_linear.Instructions.track_instructions"
+DISPATCH = "bench_linear.Dispatch.track_ops"
 
 
 def bench_patterns(sweep_def: sweep.Sweep, user_regex: str | None, *, counted: bool = False) -> list[str]:
     """``-b`` patterns for the sweep's cases of the gate's metric, narrowed to ``user_regex``.
 
-    With ``counted``, the instruction-count cases instead (CPU, the sweep's instruction dtypes).
+    With ``counted``, the deterministic metrics' cases instead: instruction counts (CPU) and op
+    traces, in the sweep's instruction dtypes.
     """
     alt = bench.param_alternatives
     if counted:
@@ -156,7 +159,10 @@ def bench_patterns(sweep_def: sweep.Sweep, user_regex: str | None, *, counted: b
         if not dtypes:
             return []
         patterns = [rf"^{re.escape(INSTRUCTIONS)}\({bench.EAGER_IMPL}, {alt(sweep_def.shapes)}, {alt(dtypes)}, 'cpu', "
-                    r"'[^']+'\)$"]
+                    r"'[^']+'\)$",
+                    # What each case dispatches to: as deterministic, so in the first round too.
+                    rf"^{re.escape(DISPATCH)}\({bench.EAGER_IMPL}, {alt(sweep_def.shapes)}, {alt(dtypes)}, "
+                    rf"{alt(sweep.available_devices())}, '[^']+'\)$"]
     else:
         patterns = [rf"^{re.escape(RELATIVE)}\({bench.EAGER_IMPL}, {alt(sweep_def.shapes)}, {alt(sweep_def.dtypes)}, "
                     rf"{alt(sweep.available_devices())}, '[^']+'\)$", r"^bench_linear\.Environment(?:Gpu|Precision)?\."]
@@ -186,6 +192,8 @@ def _unit(name: str) -> str:
         return "ratio"
     if name == INSTRUCTIONS:
         return "instructions"
+    if name == DISPATCH:
+        return "ops"
     return "seconds" if ".time_" in name else ("bytes" if ".peakmem_" in name else "")
 
 
@@ -311,6 +319,9 @@ def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str]
     # (a history takes less: it does not test significance).
     env.setdefault("LINBENCH_RATIO_SECONDS", "0.25")
     env[instructions.SIDECAR_ENV] = str(callgrind_dir(workdir))
+    env[dispatch.SIDECAR_ENV] = str(workdir / dispatch.SIDECAR)
+    # The op traces' setup_cache cannot see -b either: the counted patterns say what to trace.
+    env["LINBENCH_SELECT"] = "|".join(f"(?:{p})" for p in counted_patterns) or "(?!)"
     if user_regex:  # valgrind counts only the cases --bench selects (setup_cache cannot see -b)
         env[instructions.SELECT_ENV] = user_regex
     try:
@@ -363,6 +374,21 @@ def explain_instructions(changes: list[Change], folder: Path, base: str, head: s
 
 
 # --- correctness ------------------------------------------------------------------------
+
+
+def explain_dispatch(changes: list[Change], folder: Path, base: str, head: str) -> None:
+    """The ops added and removed, under each case whose number of ops per call changed, from
+    the traces both commits kept (``linear_impls.dispatch``)."""
+    traces = {(r["commit"][:8], r["impl"], r["shape"], r["dtype"], r["device"], r["mode"]): r["ops"]
+              for r in dispatch.load_all(folder.parent) if r["machine"] == ""}
+    for c in changes:
+        if c.benchmark != DISPATCH or c.base is None or c.head is None:
+            continue
+        case = tuple(v.strip("'") for v in c.params)  # asv's reprs of plain names
+        before, after = traces.get((base[:8], *case)), traces.get((head[:8], *case))
+        if before is not None and after is not None and before != after:
+            added, removed = dispatch.changed_ops(before, after)
+            c.functions = [f"ops added: {', '.join(added) or '-'}; removed: {', '.join(removed) or '-'}"]
 
 
 def checkout(root: Path, commit: str, dest: Path) -> None:
@@ -434,12 +460,14 @@ def run_gate(root: Path, base_rev: str, head_rev: str, *, sweep_name: str = "qui
     log(f"linbench gate: timing the {sweep_name} cases, {rounds} interleaved rounds per commit"
         + (", instructions counted in the first" if counted else ""))
     shutil.rmtree(callgrind_dir(workdir), ignore_errors=True)
+    shutil.rmtree(workdir / dispatch.SIDECAR, ignore_errors=True)
     res_base, res_head = run_asv(root, workdir, base, head, patterns, rounds, sweep_name, log, counted, user_regex)
     changes = compare_results(res_base, res_head, factor, rounds, instructions_factor)
     if not any(c.unit in TIMED_UNITS and c.verdict != "failed at both" for c in changes):
         raise GateError("no timed case matched" + (f" --bench {user_regex!r}" if user_regex else "")
                         + f" in the {sweep_name} sweep")
     explain_instructions(changes, callgrind_dir(workdir), base, head)
+    explain_dispatch(changes, workdir / dispatch.SIDECAR, base, head)
     return GateResult(base, head, changes, broken, factor, rounds, time.perf_counter() - t0, instructions_factor)
 
 

@@ -182,3 +182,32 @@ def explain(results_dir: Path, change: pd.Series, top: int = 5) -> list[instruct
         if base and head:
             return instructions.delta(base["functions"], head["functions"], top)
     return None
+
+
+DISPATCH_CHANGE = ["machine", "env", "impl", "shape", "dtype", "device", "mode", "commit", "previous_commit",
+                   "added", "removed"]
+
+
+def dispatch_changes(traces: pd.DataFrame, files: pd.DataFrame, order: dict[str, int] | None = None) -> pd.DataFrame:
+    """Each case whose op sequence differs from the one at the previous commit that traced it,
+    per machine and environment: the ops added and removed (``dispatch.changed_ops``).
+
+    ``traces``: ``report.load``'s dispatch table (a row per results file and case)."""
+    from . import dispatch
+
+    if traces.empty:
+        return pd.DataFrame(columns=DISPATCH_CHANGE)
+    pos = ordered_commits(files, order)
+    case = ["machine", "env", "impl", "shape", "dtype", "device", "mode"]
+    t = traces.merge(pos, on="file").sort_values([*case, "pos"])
+    rows = []
+    for _key, g in t.groupby(case, sort=True):
+        prev = None
+        for r in g.itertuples(index=False):
+            if prev is not None and list(r.ops) != list(prev.ops):
+                added, removed = dispatch.changed_ops(list(prev.ops), list(r.ops))
+                rows.append({"machine": r.machine, "env": r.env, "impl": r.impl, "shape": r.shape, "dtype": r.dtype,
+                             "device": r.device, "mode": r.mode, "commit": r.commit, "previous_commit": prev.commit,
+                             "added": added, "removed": removed})
+            prev = r
+    return pd.DataFrame(rows, columns=DISPATCH_CHANGE)

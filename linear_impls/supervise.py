@@ -109,3 +109,43 @@ def run_cases(keys: Sequence[str], command: Callable[[list[str], Path], list[str
                                        + " | ".join(tail)}
         todo = [k for k in todo if k not in results]
     return results
+
+
+class ChildDied(RuntimeError):
+    """The forked child of :func:`in_child` died before it returned (its reason in words)."""
+
+
+def in_child(fn: Callable[[], object]) -> object:
+    """``fn()`` in a child forked from this process; returns its result (JSON-able).
+
+    A fault that kills the process (a segfault, an abort) raises :class:`ChildDied` here
+    instead of ending the caller, and every call starts from the caller's heap: what one
+    case freed cannot serve the next one's allocations.  Fork only from a process that
+    has run no torch op: a child inheriting a half-copied thread pool can deadlock.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        code = 1
+        try:
+            try:
+                payload = json.dumps({"ok": fn()})
+            except Exception as exc:  # the caller decides what an exception means
+                payload = json.dumps({"raised": f"{type(exc).__name__}: {exc}"[:500]})
+            with os.fdopen(write_end, "w") as out:
+                out.write(payload)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as src:  # read before waiting: a large result fills the pipe
+        text = src.read()
+    _, status = os.waitpid(pid, 0)
+    if status or not text:
+        why = exit_reason(-os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+        raise ChildDied(f"the process died ({why})")
+    got = json.loads(text)
+    if "raised" in got:
+        raise RuntimeError(got["raised"])
+    return got["ok"]

@@ -35,6 +35,13 @@ def _seconds(value: float) -> str:
     return f"{number(value / 1e-9)} ns"
 
 
+def _size(value: float) -> str:
+    for scale, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if abs(value) >= scale:
+            return f"{number(value / scale)} {unit}"
+    return f"{value:.0f} B"
+
+
 def _instructions(value: float) -> str:
     return f"{value / 1e3:,.1f}k" if abs(value) < 1e6 else f"{value / 1e6:,.2f}M"
 
@@ -42,6 +49,7 @@ def _instructions(value: float) -> str:
 _FORMATS = {
     "seconds": _seconds,
     "bytes": lambda v: f"{v / 2**20:.1f} MiB",
+    "size": _size,
     "instructions": _instructions,
     "ratio": lambda v: f"{v:.3g}×",
     "speedup": lambda v: f"{v:.2f}×",

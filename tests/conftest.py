@@ -111,7 +111,7 @@ def asv_run(tmp_path_factory):
         args += ["-b", p]
     # The speedup worker times what this selects (setup_cache cannot see -b), not the sweep.
     proc = run_asv(config, *args, plugins="asv_faulty_plugin,check_faulty_plugin,short_form_plugin",
-                   env_extra={"LINBENCH_SPEEDUP_SELECT": next(p for p in patterns if "Speedup" in p)})
+                   env_extra={"LINBENCH_SELECT": next(p for p in patterns if "Speedup" in p)})
     # asv prints one exit status per benchmark (the last failing case's), so the
     # segfault gets a run of its own to show that its signal reaches the log.
     segv_dir = tmp / "segv"

@@ -73,3 +73,60 @@ def test_bad_input_is_one_line_and_exit_2(args, says):
     assert proc.returncode == 2, proc.stderr
     assert says in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+TRIAL = '''"""F.linear, for the dispatch history test."""
+import torch.nn.functional as F
+
+import linear_impls
+
+
+@linear_impls.register_forward(description="F.linear, for the dispatch history test")
+def dispatch_trial(x, weight, bias):
+{body}    return F.linear(x, weight, bias)
+'''
+
+
+def test_a_changed_dispatch_is_found_between_commits_and_nothing_else(tmp_path):
+    """Real asv, three commits (this repository's last three, as asv's hashes): the plugin
+    computes F.linear, then clones its input first, then changes a comment.  The traces kept
+    beside the results give exactly one change: the plugin's, at the second, aten.clone added."""
+    import subprocess
+    import sys
+
+    from linear_impls import history
+    from linear_impls.report import build, load_results
+
+    from .conftest import ROOT, asv_config, run_asv
+
+    config = asv_config(tmp_path)
+    commits = subprocess.run(["git", "rev-list", "-3", "--reverse", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert len(commits) == 3
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    run_asv(config, "machine", "--yes", "--machine", "linbench-test")
+    pattern = (r"^bench_linear\.Dispatch\.\w+\('(?:dispatch_trial|f_linear|mul_sum)', '64x256x256', 'float32', "
+               r"'cpu', 'forward'\)$")
+    for commit, body in zip(commits, ("", "    x = x.clone()\n", "    x = x.clone()  # a comment\n"), strict=True):
+        (plugins / "dispatch_trial_plugin.py").write_text(TRIAL.format(body=body))
+        proc = run_asv(config, "run", "-E", f"existing:{sys.executable}", "--set-commit-hash", commit,
+                       "--machine", "linbench-test", "--show-stderr", "-b", pattern,
+                       # asv says the commit to a benchmark it built; an existing environment, told here.
+                       env_extra={"ASV_COMMIT": commit,
+                                  "LINBENCH_SELECT": pattern, "LINEAR_IMPLS_PLUGINS": "dispatch_trial_plugin",
+                                  "LINBENCH_PLUGIN_PATH": str(plugins),
+                                  "LINBENCH_DISPATCH_DIR": str(tmp_path / "results" / "linbench-test" / "dispatch")})
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = load_results(tmp_path / "results")
+    traced = data.dispatch
+    assert set(traced["impl"]) == {"dispatch_trial", "f_linear", "mul_sum"} and len(traced) == 9
+    ops = data.frame[(data.frame["kind"] == "ops") & (data.frame["status"] == "ok")]
+    assert len(ops) == 9 and (ops["value"] >= 1).all()  # asv records the number of ops per call
+    changes = history.dispatch_changes(traced, data.files, history.git_order(ROOT))
+    assert len(changes) == 1, changes
+    c = changes.iloc[0]
+    assert (c["impl"], c["commit"], c["previous_commit"]) == ("dispatch_trial", commits[1], commits[0])
+    assert c["added"] == ["aten.clone.default"] and c["removed"] == []
+    figures = build.figures(build.Analysed.of(data))
+    assert figures["dispatch"] and all(r["sequence"] for r in figures["dispatch"])

@@ -137,7 +137,7 @@ def test_the_speedup_worker_survives_faulty_implementations_in_real_asv(tmp_path
     proc = run_asv(config, "run", "-E", f"existing:{sys.executable}", "--set-commit-hash", head,
                    "--machine", "linbench-test", "--show-stderr", "--record-samples", "-b", pattern,
                    plugins="check_faulty_plugin",
-                   env_extra={"LINBENCH_SPEEDUP_SELECT": pattern, "LINBENCH_SPEEDUP_PROCESSES": "2"})
+                   env_extra={"LINBENCH_SELECT": pattern, "LINBENCH_SPEEDUP_PROCESSES": "2"})
     out = proc.stdout + proc.stderr
     data = load_results(tmp_path / "results")
     f = data.frame

@@ -46,7 +46,9 @@ class Analysed:
     only_older: dict[int, int]
     impls_all: list[str]
     ceilings: pd.DataFrame
+    dispatch: pd.DataFrame | None = None  # op traces per results file and case (load.DISPATCH)
     changes: pd.DataFrame | None = None  # the history's changes, every machine and commit
+    dispatch_changes: pd.DataFrame | None = None  # cases whose op sequence changed between commits
     since: pd.DataFrame | None = None  # what changed at each machine's latest commit
 
     @classmethod
@@ -60,7 +62,7 @@ class Analysed:
         return cls(data.frame, data.files, data.machines, latest_files, latest, rated,
                    analysis.missing_cases(latest, latest_files["file"], impls_all),
                    latest[latest["kind"] == "memory"], analysis.only_in_older(data.frame, latest_files), impls_all,
-                   data.ceilings)
+                   data.ceilings, data.dispatch)
 
 
 def build_report(results_dir: Path, out: Path, *, checks_json: Path | Iterable[Path] | None = None,
@@ -107,6 +109,7 @@ def build_report(results_dir: Path, out: Path, *, checks_json: Path | Iterable[P
         order = history.git_order(Path(asv_conf).resolve().parent if asv_conf else None)
         d.changes = history.find_changes(d.frame[d.frame["status"] != "skipped"], d.files, thresholds, order)
         d.since = analysis.since_previous(d.frame, d.files, d.changes, order)
+        d.dispatch_changes = history.dispatch_changes(d.dispatch, d.files, order)
         verdict = render.verdict_block(d)
         sections.append(render.perf_section(d, ids, asv_html))
         if len(d.latest_files) >= 2:
@@ -115,6 +118,9 @@ def build_report(results_dir: Path, out: Path, *, checks_json: Path | Iterable[P
         compile_section = render.compile_section(d, ids)
         if compile_section is not None:
             sections.append(compile_section)
+        dispatch_section = render.dispatch_section(d, ids)
+        if dispatch_section is not None:
+            sections.append(dispatch_section)
         sections.append(render.checks_section(checks, failed, d.impls_all, asv_html))
         section, n_changes = render.history_section(d, ids, asv_html, results_dir, thresholds, order)
         sections.append(section)
@@ -160,7 +166,8 @@ def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
 def figures(d: Analysed | None) -> dict[str, list[dict]]:
     """The page's figures as flat records per section (``reports/index.json``), for
     ``pandas.json_normalize``: the numbers the page shows, never recomputed from them."""
-    out: dict[str, list[dict]] = {"speedups": [], "roofline": [], "verdict": []}
+    out: dict[str, list[dict]] = {"speedups": [], "roofline": [], "verdict": [], "dispatch": [],
+                                  "dispatch_changes": []}
     if d is None:
         return out
     meta = d.latest_files.set_index("file")[["machine", "env", "commit"]]
@@ -189,4 +196,12 @@ def figures(d: Analysed | None) -> dict[str, list[dict]]:
                                    "baseline": base, "rank": rank, "geomean_speedup": _clean(speedup),
                                    "shapes": k, "of_shapes": r.n_shapes,
                                    "fastest_on": dict(r.fastest).get(impl, 0)})
+    if d.dispatch is not None and len(d.dispatch):
+        latest = d.dispatch[d.dispatch["file"].isin(meta.index)].join(meta, on="file")
+        latest = latest.assign(n_ops=[len(o) for o in latest["ops"]])
+        out["dispatch"] = _records(latest, ["machine", "env", "commit", "device", "dtype", "mode", "shape", "impl",
+                                            "sequence", "backward", "n_ops", "intermediate_bytes", "copies"])
+    if d.dispatch_changes is not None:
+        out["dispatch_changes"] = [{**r, "added": list(r["added"]), "removed": list(r["removed"])}
+                                   for r in d.dispatch_changes.to_dict("records")]
     return out

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import bench, results
+from .. import bench, dispatch, results
 
 # The tidy table: a row per measurement.  ``kind`` is the metric (time, ratio,
 # instructions, memory); ``status`` ok, failed (asv recorded an exception) or skipped.
@@ -50,6 +50,7 @@ FIXED = {
     "RelativeToTorch.track_ratio": {"kind": "ratio"},
     "Speedup.track_speedup": {"kind": "speedup"},
     "Instructions.track_instructions": {"kind": "instructions"},
+    "Dispatch.track_ops": {"kind": "ops"},
     "CompileCost.track_cold_seconds": {"kind": "compile_cold"},
     "CompileCost.track_warm_seconds": {"kind": "compile_warm"},
     "CompileCost.track_graphs": {"kind": "graphs"},
@@ -57,7 +58,7 @@ FIXED = {
 }
 # The unit each kind of measurement is written in (units.fmt).
 UNIT_OF = {"time": "seconds", "ratio": "ratio", "instructions": "instructions", "memory": "bytes",
-           "speedup": "speedup"}
+           "speedup": "speedup", "ops": "count"}
 # Parameter names of the suite's benchmarks, for a results folder without benchmarks.json.
 KNOWN_PARAM_NAMES = {
     "Inference.time_forward": ["impl", "shape", "dtype", "device"],
@@ -67,6 +68,7 @@ KNOWN_PARAM_NAMES = {
     "RelativeToTorch.track_ratio": ["impl", "shape", "dtype", "device", "mode"],
     "Speedup.track_speedup": ["impl", "shape", "dtype", "device", "mode"],
     "Instructions.track_instructions": ["impl", "shape", "dtype", "device", "mode"],
+    "Dispatch.track_ops": ["impl", "shape", "dtype", "device", "mode"],
     **{f"CompileCost.{m}": ["impl", "shape", "dtype", "device", "mode"]
        for m in ("track_cold_seconds", "track_warm_seconds", "track_graphs", "track_graph_breaks")},
 }
@@ -98,6 +100,8 @@ class Measurements:
     machines: dict[str, dict] = field(default_factory=dict)  # machine folder -> machine.json
     warnings: list[str] = field(default_factory=list)
     ceilings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CEILING))  # GFLOP/s, GB/s
+    # What each case dispatched to (linear_impls.dispatch), per results file: columns DISPATCH.
+    dispatch: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=DISPATCH))
 
 
 def short(name: str) -> str:
@@ -277,7 +281,37 @@ def load_results(results_dir: Path, *, allow_empty: bool = False) -> Measurement
                           "(run `asv run` first)")
     file_frame = pd.DataFrame(files, columns=FILE) if files else _empty_files()
     frame = _with_files(pd.concat(frames, ignore_index=True) if frames else None, file_frame)
-    return Measurements(frame, file_frame, machines, warnings, pd.DataFrame(ceilings, columns=CEILING))
+    return Measurements(frame, file_frame, machines, warnings, pd.DataFrame(ceilings, columns=CEILING),
+                        _dispatch_frame(results_dir, file_frame))
+
+
+DISPATCH = ["file", "impl", "shape", "dtype", "device", "mode", "ops", "sequence", "backward", "intermediate_bytes",
+            "copies"]
+
+
+def _dispatch_frame(results_dir: Path, files: pd.DataFrame) -> pd.DataFrame:
+    """The op traces kept beside the results, each joined to its results file: by machine,
+    commit and environment, or (plain asv's shared folder) by commit and environment."""
+    rows = dispatch.load_all(results_dir) if results_dir.is_dir() else []
+    if not rows or files.empty:
+        return pd.DataFrame(columns=DISPATCH)
+    traces = pd.DataFrame(rows)
+    traces["commit8"] = traces["commit"].str[:8]
+    keyed = files[["file", "machine", "env", "commit"]].assign(commit8=files["commit"].str[:8])
+    keyed = keyed.drop(columns="commit")
+    own = traces[traces["machine"] != ""].merge(keyed, on=["machine", "env", "commit8"])
+    shared = traces[traces["machine"] == ""].drop(columns="machine").merge(keyed, on=["env", "commit8"])
+    # A trace whose environment has no results file of that name (asv names an `existing`
+    # environment to its benchmarks differently): the commit's only file on that machine.
+    only = keyed[keyed.groupby(["machine", "commit8"])["file"].transform("size") == 1]
+    named = set(zip(keyed["machine"], keyed["env"], keyed["commit8"], strict=True))
+    loose = traces[[(m, e, c) not in named for m, e, c in zip(traces["machine"], traces["env"], traces["commit8"],
+                                                               strict=True)]]
+    guessed = loose[loose["machine"] != ""].drop(columns="env").merge(only, on=["machine", "commit8"])
+    out = pd.concat([own, shared, guessed], ignore_index=True).drop_duplicates(["file", *CASE], keep="first")
+    out["sequence"] = [dispatch.short_sequence(o, "forward") for o in out["ops"]]
+    out["backward"] = [dispatch.short_sequence(o, "backward") for o in out["ops"]]
+    return out[DISPATCH].reset_index(drop=True)
 
 
 def _with_files(frame: pd.DataFrame | None, files: pd.DataFrame) -> pd.DataFrame:

@@ -272,6 +272,36 @@ def compile_section(d, ids: Ids) -> Section | None:
                    {"blocks": blocks, "speedup_factor": analysis.SPEEDUP_FACTOR}, toc)
 
 
+def dispatch_section(d, ids: Ids) -> Section | None:
+    """What each implementation dispatches to, per shape, from the latest files' op traces,
+    and the cases whose dispatch changed between commits; None when nothing was traced."""
+    traces = d.dispatch
+    if traces is None or traces.empty:
+        return None
+    changes = d.dispatch_changes if d.dispatch_changes is not None else traces.iloc[0:0]
+    latest = traces[traces["file"].isin(d.latest_files["file"]) & (traces["mode"] == "forward_backward")]
+    # The training step's trace holds the forward's ops too: one cell shows both phases.
+    if latest.empty:
+        latest = traces[traces["file"].isin(d.latest_files["file"])]
+    blocks, toc = [], []
+    changes_id = ids("dispatch-changes")
+    if len(changes):
+        toc.append((changes_id, f"dispatch changed ({len(changes)})"))
+    meta = d.latest_files.set_index("file")
+    for (file_id, dtype, device), g in latest.groupby(["file", "dtype", "device"], sort=True):
+        shapes = analysis.order(set(g["shape"]), sweep.ALL_SHAPES)
+        cells = {(r.impl, r.shape): r for r in g.itertuples(index=False)}
+        rows = [(impl, [cells.get((impl, s)) for s in shapes])
+                for impl in analysis.impl_order(set(g["impl"]))]
+        hid = ids("dispatch")
+        m = meta.loc[file_id]
+        toc.append((hid, f"{m['machine']} — {m['env']}: {dtype} {device}"))
+        blocks.append({"id": hid, "machine": m["machine"], "env": m["env"], "dtype": dtype, "device": device,
+                       "shapes": shapes, "rows": rows})
+    return Section("dispatch", "What each way dispatches to (aten ops per call)", "dispatch.html.j2",
+                   {"blocks": blocks, "changes": changes.to_dict("records"), "changes_id": changes_id}, toc)
+
+
 def checks_section(checks: pd.DataFrame | None, failed: pd.DataFrame, impls: list[str], asv_html: str) -> Section:
     ctx = {"given": checks is not None,
            "counts": analysis.check_counts(checks, failed, impls).to_dict("records"),
