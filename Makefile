@@ -73,10 +73,11 @@ check: venv
 PAGE_SO_FAR = $(VENV)/bin/linbench report > /dev/null 2>&1 && echo "linbench: the page so far: reports/index.html"
 
 # The main job: the checks (every dtype), then the answer through asv on HEAD (the
-# speedups, wall time, memory, ceilings and compiled variants, in float32: within 10
+# speedups, wall time, ceilings, op traces and compiled variants, in float32: within 10
 # minutes on a 2-core VM, benchmarks/README.md), asv's HTML and the summary page.
 # SWEEP=quick|default|full picks the sweep; DTYPES="float32 float16" (or all) the dtypes;
-# ONLY=all adds what the history decides with (ratios to F.linear, instruction counts);
+# ONLY=all adds what the history decides with (ratios to F.linear, instruction counts)
+# and the peak memory;
 # RESUME=1 keeps what an interrupted run recorded.
 DTYPES ?= float32
 ONLY ?= answer

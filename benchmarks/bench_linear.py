@@ -521,6 +521,9 @@ class Dispatch:
         cases, skipped = _selected_cases("Dispatch", "track_ops", sweep_def, sweep_def.instruction_dtypes)
         # A compiled variant's ops are inductor's generated code, not aten calls to trace.
         cases = [c for c in cases if _compiled is None or not _compiled.is_compiled(c[0])]
+        # The first dispatch mode a process enters imports torch._dynamo (about a second):
+        # imported here, once, each forked child finds it loaded.  Pure Python: no thread starts.
+        import torch._dynamo  # noqa: F401
         traced: dict[str, dict] = {}
         for impl, shape, dtype, device, mode in cases:
             key = _dispatch.case_key(impl, shape, dtype, device, mode)

@@ -481,9 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the cases on this device (repeatable; default every device here): "
                         "cuda leaves out the CPU's timings, memory and instruction counts")
     p.add_argument("--only", choices=("answer", "history"),
-                   help="answer: the first screen (speedups, wall time, memory, ceilings, compiled "
+                   help="answer: the first screen (speedups, wall time, ceilings, op traces, compiled "
                         "variants); history: what decides between commits (ratios to F.linear, "
-                        "instruction counts); default both")
+                        "instruction counts) and peak memory; default both")
     p.add_argument("--after-chunk", metavar="COMMAND",
                    help="a shell command run after each asv invocation, e.g. 'sh .ci/results-branch push'")
     p.add_argument("--root", default=".", help="the linbench checkout (default .)")
