@@ -335,17 +335,7 @@ class Speedup:
     setup_cache.timeout = 3600
 
     def setup(self, measured, impl, shape, dtype, device, mode):
-        if "unavailable" in measured:
-            raise NotImplementedError(measured["unavailable"])
-        key = _speedup_key(impl, shape, dtype, device, mode)
-        if key in measured["skipped"]:
-            raise NotImplementedError(measured["skipped"][key])
-        got = measured["cases"].get(key)
-        if got is None:
-            raise NotImplementedError(f"not among the {measured['sweep']} sweep's speedup cases selected "
-                                      f"(${SELECT_ENV})")
-        if "error" in got:
-            raise RuntimeError(f"{key}: {got['error']}")
+        got = _cached_case(measured, (impl, shape, dtype, device, mode), "speedup cases")
         # A case whose check fails is failed here too, as in the timed benchmarks.
         bench.check_case(linear_impls.get(impl), sweep.parse_shape(shape), dtype, device, mode)
         self.samples = got["medians"]
@@ -372,6 +362,23 @@ _WORKER = "import sys; sys.path.insert(0, sys.argv[1]); import bench_linear; " \
 
 def _speedup_key(impl, shape, dtype, device, mode) -> str:
     return f"{impl}|{shape}|{dtype}|{device}|{mode}"
+
+
+def _cached_case(cache: dict, case: tuple, what: str) -> dict:
+    """One case's entry in a setup_cache's ``{"sweep", "skipped", "cases"}`` (or
+    ``{"unavailable"}``): n/a with the reason where it was not measured, failed where it
+    raised or crashed."""
+    if "unavailable" in cache:
+        raise NotImplementedError(cache["unavailable"])
+    key = _speedup_key(*case)
+    if key in cache["skipped"]:
+        raise NotImplementedError(cache["skipped"][key])
+    got = cache["cases"].get(key)
+    if got is None:
+        raise NotImplementedError(f"not among the {cache['sweep']} sweep's {what} selected (${SELECT_ENV})")
+    if "error" in got:
+        raise RuntimeError(f"{key}: {got['error']}")
+    return got
 
 
 def _selected_cases(family: str, method: str, sweep_def, dtypes) -> tuple[list[tuple], dict[str, str]]:
@@ -543,18 +550,8 @@ class Dispatch:
     setup_cache.timeout = 1800
 
     def setup(self, traced, impl, shape, dtype, device, mode):
-        if "unavailable" in traced:
-            raise NotImplementedError(traced["unavailable"])
-        key = _dispatch.case_key(impl, shape, dtype, device, mode)
-        if key in traced["skipped"]:
-            raise NotImplementedError(traced["skipped"][key])
-        got = traced["cases"].get(key)
-        if got is None:
-            raise NotImplementedError(f"not among the {traced['sweep']} sweep's traced cases selected "
-                                      f"(${SELECT_ENV}, its instruction dtypes)")
-        if "error" in got:
-            raise RuntimeError(f"{key}: {got['error']}")
-        self.n_ops = len(got["ops"])
+        self.n_ops = len(_cached_case(traced, (impl, shape, dtype, device, mode),
+                                      "traced cases (its instruction dtypes)")["ops"])
 
     def track_ops(self, traced, impl, shape, dtype, device, mode):
         return self.n_ops

@@ -18,17 +18,13 @@ backward ops are marked ``backward``.
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import json
-import os
-import re
 from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from . import registry, sweep
+from . import registry, sidecar, sweep
 
 # Ops that copy data a linear layer's arithmetic intensity does not count.
 COPY_OPS = ("clone", "copy_", "_to_copy", "contiguous", "index_put", "cat", "stack", "expand_copy")
@@ -222,28 +218,19 @@ SIDECAR_ENV = "LINBENCH_DISPATCH_DIR"
 
 
 def sidecar_file(folder: Path, commit: str, env_name: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", env_name)
-    return Path(folder) / f"{commit[:8]}-{safe}.json.gz"
+    return sidecar.path_for(folder, commit, env_name)
 
 
 def save(path: Path, commit: str, env_name: str, cases: dict[str, dict]) -> None:
-    """Merge one run's summaries into the commit's file (written whole, then renamed)."""
+    """Merge one run's summaries into the commit's file."""
     data = load_file(path) or {"format": _FORMAT, "commit": commit, "env_name": env_name, "cases": {}}
     data["cases"].update(cases)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with gzip.open(tmp, "wt") as f:
-        json.dump(data, f, sort_keys=True)
-    tmp.replace(path)
+    sidecar.write(path, data)
 
 
 def load_file(path: Path) -> dict | None:
-    try:
-        with gzip.open(path, "rt") as f:
-            data = json.load(f)
-    except (OSError, ValueError, EOFError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == _FORMAT else None
+    data = sidecar.read(path)
+    return data if data is not None and data.get("format") == _FORMAT else None
 
 
 def load_all(results_dir: Path) -> list[dict]:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import gzip
 import json
 import math
 import mmap
@@ -51,7 +50,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import compiled, supervise, sweep
+from . import compiled, sidecar, supervise, sweep
 
 # Why each variable is pinned; together they make one commit's counts the same on
 # any x86-64 host (valgrind 3.19 hides AVX-512 anyway, but a newer one may not).
@@ -503,8 +502,7 @@ def sidecar_dir(results_dir: Path) -> Path:
 
 
 def sidecar_path(folder: Path, commit: str, env_name: str) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", env_name)
-    return folder / f"{commit[:8]}-{safe}.json.gz"
+    return sidecar.path_for(folder, commit, env_name)
 
 
 def save(folder: Path, commit: str, env_name: str, results: dict[str, dict], host: dict) -> Path:
@@ -516,21 +514,12 @@ def save(folder: Path, commit: str, env_name: str, results: dict[str, dict], hos
         if "instructions" in r:
             data["cases"][key] = {"instructions": r["instructions"], "calls": r["calls"],
                                   "functions": compact(r["functions"], r["instructions"])}
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with gzip.open(tmp, "wt") as f:
-        json.dump(data, f, sort_keys=True)
-    tmp.replace(path)
+    sidecar.write(path, data)
     return path
 
 
 def load_file(path: Path) -> dict | None:
-    try:
-        with gzip.open(path, "rt") as f:
-            data = json.load(f)
-    except (OSError, ValueError, EOFError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("cases"), dict) else None
+    return sidecar.read(path)
 
 
 def load(folder: Path, commit: str, env_name: str | None = None) -> dict[str, dict]:
