@@ -100,8 +100,9 @@ def asv_run(tmp_path_factory):
         # The compiled variants' compile cost: n/a in the quick sweep (no compile subset), cheap,
         # and recorded so asv's summary page has a graph for every benchmark it lists.
         r"^bench_linear\.CompileCost\.\w+\('compiled_f_linear', '1x8x8', 'float32', 'cpu', 'forward'\)$",
-        # One interleaved speedup, so asv's summary page has a graph for that benchmark too.
+        # One interleaved speedup and one op trace, so asv's summary page has a graph for those too.
         r"^bench_linear\.Speedup\.\w+\('f_linear', '1x8x8', 'float32', 'cpu', 'forward'\)$",
+        r"^bench_linear\.Dispatch\.\w+\('f_linear', '1x8x8', 'float32', 'cpu', 'forward'\)$",
         # The roofline's ceilings, as the sweep measures them.
         r"^bench_linear\.(?:Ceilings\.\w+\('float32', 'cpu'\)|(?:MemoryBandwidth|CacheBandwidth)\.\w+\('cpu'\))$",
     ]
@@ -109,9 +110,10 @@ def asv_run(tmp_path_factory):
             "--record-samples", "--show-stderr", "-a", f"timeout={ASV_TIMEOUT}"]
     for p in patterns:
         args += ["-b", p]
-    # The speedup worker times what this selects (setup_cache cannot see -b), not the sweep.
+    # The speedup worker and the op traces measure what this selects (setup_cache cannot
+    # see -b), not the sweep.
     proc = run_asv(config, *args, plugins="asv_faulty_plugin,check_faulty_plugin,short_form_plugin",
-                   env_extra={"LINBENCH_SELECT": next(p for p in patterns if "Speedup" in p)})
+                   env_extra={"LINBENCH_SELECT": "|".join(p for p in patterns if "Speedup" in p or "Dispatch" in p)})
     # asv prints one exit status per benchmark (the last failing case's), so the
     # segfault gets a run of its own to show that its signal reaches the log.
     segv_dir = tmp / "segv"
