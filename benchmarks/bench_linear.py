@@ -124,12 +124,24 @@ if _compiled is not None:
             _compiled.register_compiled(_base, "reduce-overhead")
 IMPLS = linear_impls.names()
 COMPILED = [i for i in IMPLS if _compiled is not None and _compiled.is_compiled(i)]
-SHAPES = list(sweep.ALL_SHAPES)
+# A sweep file's shapes are cases of their own (a built-in sweep's are all in ALL_SHAPES).
+SHAPES = list(sweep.ALL_SHAPES) + list(getattr(sweep, "file_shapes", tuple)())
 DTYPES = list(sweep.DTYPES)
 DEVICES = list(sweep.DEVICES)
 MODES = list(sweep.MODES)
 
 _prepared: dict[tuple, bench.PreparedCase] = {}
+
+
+def _ref(sweep_def) -> str:
+    """What names a sweep to a worker process: a sweep file by its path (a commit older than
+    sweep files has built-in sweeps only, named by name)."""
+    return getattr(sweep_def, "ref", sweep_def.name)
+
+
+def _sweep_of(ref: str):
+    # A commit older than sweep files knows the built-in sweeps by name only.
+    return sweep.load(ref) if hasattr(sweep, "load") else sweep.SWEEPS[ref]
 
 
 def _prepare(impl, shape, dtype, device, mode, check=True):
@@ -416,7 +428,7 @@ def _speedup_cases() -> tuple[list[list], dict[str, str], str]:
     sweep_def = sweep.current_sweep()
     cases, skipped = _selected_cases("Speedup", "track_speedup", sweep_def, sweep_def.speedup_dtypes)
     return [[*c, _n_blocks(*c[1:], sweep.thread_count(), SPEEDUP_SECONDS_PER_CASE, Speedup.block_seconds,
-                           SPEEDUP_MIN_BLOCKS, bench.SPEEDUP_BLOCKS)] for c in cases], skipped, sweep_def.name
+                           SPEEDUP_MIN_BLOCKS, bench.SPEEDUP_BLOCKS)] for c in cases], skipped, _ref(sweep_def)
 
 
 def _measure_speedups(block_seconds: float) -> dict:
@@ -500,7 +512,7 @@ def _speedup_case(impl, shape, dtype, device, mode, n_blocks, block_seconds, swe
     """One case's median block ratio: the baseline's time over the implementation's."""
     import statistics
 
-    case = bench.prepare(impl, shape, dtype, device, mode, check=False, sweep_def=sweep.SWEEPS[sweep_name])
+    case = bench.prepare(impl, shape, dtype, device, mode, check=False, sweep_def=_sweep_of(sweep_name))
     # A step of its own, on inputs of its own: for the baseline's row, a second instance.
     base_step = bench.build_step(linear_impls.get(linear_impls.baseline()), sweep.parse_shape(shape), dtype,
                                  device, mode, seed=1)
@@ -606,7 +618,7 @@ class Instructions:
         impls = [linear_impls.get(n) for n in IMPLS]
         cases, skipped = _instructions.select_cases(sweep_def, impls,
                                                     os.environ.get(_instructions.SELECT_ENV) or None)
-        results = _instructions.measure(cases, sweep_def.name)
+        results = _instructions.measure(cases, _ref(sweep_def))
         folder, commit = _callgrind_dir(), os.environ.get("ASV_COMMIT")
         if folder is not None and commit:
             _instructions.save(folder, commit, os.environ.get("ASV_ENV_NAME", "env"), results,

@@ -275,7 +275,25 @@ def without_bench(asv_args: list[str]) -> list[str]:
 NOTHING_NEW = 3  # linbench run's exit status when it recorded nothing (see cli.cmd_run)
 
 
-def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Target, resume: bool = False,
+SWEEP_FILES = "linbench-sweeps"
+
+
+def keep_sweep_file(results_dir: Path, sweep_def: sweep.Sweep) -> Path | None:
+    """A sweep file's copy beside the results, as TOML (``<results>/linbench-sweeps/NAME.toml``):
+    the report finds there which model each case belongs to and how often a step calls it.
+    asv reads only ``.json`` files there, so it never mistakes the copy for results."""
+    if not sweep_def.path:
+        return None
+    from . import sweepfile
+
+    dest = results_dir / SWEEP_FILES / f"{sweep_def.name}.toml"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    sf = sweepfile.load(sweep_def.path)
+    dest.write_text(sweepfile.dumps(sf, header=f"kept by linbench run from {sf.path}"))
+    return dest
+
+
+def run_sweep(sweep_ref: str, asv_args: list[str], *, root: Path, target: Target, resume: bool = False,
               dtypes: list[str] | None = None, commit: str = "HEAD", commits: list[str] | None = None,
               impls: list[str] | None = None, devices: list[str] | None = None,
               after_chunk: str | None = None, roles: tuple[str, ...] = ROLES) -> int:
@@ -287,7 +305,8 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Targe
     timings).  ``after_chunk``: a shell command run after each asv invocation (CI pushes the
     results so far with it, so a job killed later loses one chunk at most).  ``roles``: only the
     chunks of these roles (``CHUNK_GROUPS``)."""
-    sweep_def = sweep.SWEEPS[sweep_name]
+    sweep_def = sweep.load(sweep_ref)
+    sweep_name = sweep_def.name
     chosen = [d for d in sweep_def.dtypes if not dtypes or d in dtypes]
     asv = str(Path(sys.executable).parent / "asv")
     results_dir = root / ".asv" / "results"
@@ -301,7 +320,8 @@ def run_sweep(sweep_name: str, asv_args: list[str], *, root: Path, target: Targe
         spec = f"HASHFILE:{hashfile}"
     skip = existing_cases(results_dir, commits[0], target) if resume and len(commits) == 1 else set()
     before = snapshot(results_dir, commits, target)
-    env = dict(os.environ, LINBENCH_SWEEP=sweep_name)
+    env = dict(os.environ, LINBENCH_SWEEP=sweep_def.ref)
+    keep_sweep_file(results_dir, sweep_def)
     # Per-function instruction counts beside this machine's results (plain asv run, which
     # cannot say its machine to a benchmark, keeps them in one folder for all machines).
     env.setdefault(instructions.SIDECAR_ENV, str(instructions.sidecar_dir(results_dir / target.machine)))

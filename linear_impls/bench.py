@@ -265,17 +265,22 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
         eager = alt([i for i in impls if not is_compiled(repr(i))]) if impls else "(?!)"
         chosen_compiled = [i for i in impls if is_compiled(repr(i))]
         compiled_impl = alt(chosen_compiled) if chosen_compiled else "(?!)"
+    # A sweep file may run one mode only: the other's cases do not even start a process.
+    sweep_modes = sweep_def.modes
+    timed_classes = "|".join(c for c, m in (("Inference", "forward"), ("Training", "forward_backward"))
+                             if m in sweep_modes)
+    modes_alt = alt(sweep_modes)
     patterns = {"Environment": r"^bench_linear\.Environment(?:Gpu|Precision)?\.",
-                "Timed": rf"^bench_linear\.(?:Inference|Training)\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}\)$"}
+                "Timed": rf"^bench_linear\.(?:{timed_classes})\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}\)$"}
     # The metrics a history can trust on a shared machine: the interleaved ratio to
     # F.linear, and (CPU, in the sweep's instruction dtypes) instructions per call.
     patterns["RelativeToTorch"] = \
-        rf"^bench_linear\.RelativeToTorch\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}, '[^']+'\)$"
+        rf"^bench_linear\.RelativeToTorch\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}, {modes_alt}\)$"
     # The first screen's speedups: each implementation against the baseline, interleaved.
     speedup_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.speedup_dtypes]
     if speedup_dtypes:
         patterns["Speedup"] = \
-            rf"^bench_linear\.Speedup\.\w+\({eager}, {shapes}, {alt(speedup_dtypes)}, {alt(devices)}, '[^']+'\)$"
+            rf"^bench_linear\.Speedup\.\w+\({eager}, {shapes}, {alt(speedup_dtypes)}, {alt(devices)}, {modes_alt}\)$"
     compile_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.compile_dtypes]
     if sweep_def.compile_shapes and compile_dtypes:
         cases = f"{compiled_impl}, {alt(sweep_def.compile_shapes)}, {alt(compile_dtypes)}, {alt(devices)}"
@@ -289,14 +294,15 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
     counted = [d for d in sweep_def.dtypes if d in sweep_def.instruction_dtypes]
     if counted and "cpu" in devices:
         patterns["Instructions"] = \
-            rf"^bench_linear\.Instructions\.\w+\({eager}, {shapes}, {alt(counted)}, 'cpu', '[^']+'\)$"
+            rf"^bench_linear\.Instructions\.\w+\({eager}, {shapes}, {alt(counted)}, 'cpu', {modes_alt}\)$"
     if counted:
         # What each case dispatches to, in the dtypes whose instructions are counted (a
         # dispatch seldom depends on the dtype; tracing costs a process per case in asv).
         patterns["Dispatch"] = \
-            rf"^bench_linear\.Dispatch\.\w+\({eager}, {shapes}, {alt(counted)}, {alt(devices)}, '[^']+'\)$"
+            rf"^bench_linear\.Dispatch\.\w+\({eager}, {shapes}, {alt(counted)}, {alt(devices)}, {modes_alt}\)$"
     if mem_dtypes and "cpu" in devices:
-        patterns["HostMemory"] = rf"^bench_linear\.HostMemory\.\w+\({eager}, {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"
+        patterns["HostMemory"] = \
+            rf"^bench_linear\.HostMemory\.\w+\({eager}, {shapes}, {alt(mem_dtypes)}, {modes_alt}\)$"
     # The roofline's ceilings: the compute peak in each of the sweep's dtypes on each device;
     # the bandwidth, which has no dtype, with float32's (so a sweep chunked per dtype
     # measures it once).
@@ -307,7 +313,7 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
                                + (r"|CacheBandwidth\.\w+\('cuda'\)" if "cuda" in devices else "") + ")$"
     if mem_dtypes and "cuda" in devices:
         patterns["DeviceMemory"] = \
-            rf"^bench_linear\.DeviceMemory\.\w+\({eager}, {shapes}, {alt(mem_dtypes)}, '[^']+'\)$"
+            rf"^bench_linear\.DeviceMemory\.\w+\({eager}, {shapes}, {alt(mem_dtypes)}, {modes_alt}\)$"
     return patterns
 
 

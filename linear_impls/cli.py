@@ -63,6 +63,14 @@ def _shape(text: str) -> sweep.Shape:
         raise UsageError(str(exc)) from None
 
 
+def _sweep(ref: str) -> sweep.Sweep:
+    """A built-in sweep's name or a sweep file's path; anything else is one line and exit 2."""
+    try:
+        return sweep.load(ref)
+    except ValueError as exc:  # sweepfile.SweepFileError too
+        raise UsageError(str(exc)) from None
+
+
 def _dtypes(requested: list[str] | None) -> tuple[str, ...]:
     if not requested:
         return sweep.DTYPES
@@ -106,6 +114,11 @@ def cmd_check(args) -> int:
     devices = _devices(args.device)
     dtypes = _dtypes(args.dtype)
     shapes = tuple(_shape(s).id for s in args.shape or [])
+    if args.sweep:  # a model's shapes are checked like the built-in sweeps', in its dtypes
+        sw = _sweep(args.sweep)
+        shapes = tuple(dict.fromkeys(shapes + sw.shapes))
+        if not args.dtype:
+            dtypes = sw.dtypes
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
     memory_limit = int(args.memory_limit * 2**30) if args.memory_limit else None
@@ -263,7 +276,8 @@ def cmd_dispatch(args) -> int:
 def cmd_sweep(args) -> int:
     from . import registry as reg
 
-    sw = sweep.SWEEPS[args.sweep]
+    sw = _sweep(args.sweep)
+    counts = _file_counts(sw)
     rows = []
     for impl in reg.select(None):
         for shape_id in sw.shapes:
@@ -272,19 +286,62 @@ def cmd_sweep(args) -> int:
                 for device in sweep.DEVICES:
                     for mode in sweep.MODES:
                         reason = sweep.skip_reason(impl, shape, dtype, device, mode, sw)
-                        rows.append({"impl": impl.name, "shape": shape_id, "dtype": dtype, "device": device,
-                                     "mode": mode, "run": reason is None, "reason": reason or ""})
+                        row = {"impl": impl.name, "shape": shape_id, "dtype": dtype, "device": device,
+                               "mode": mode, "run": reason is None, "reason": reason or ""}
+                        if counts:  # a sweep file's cases only, each with its calls per model step
+                            if (shape_id, dtype, device) not in counts or mode not in sw.modes:
+                                continue
+                            row["count"] = counts[(shape_id, dtype, device)]
+                        rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     for r in rows:
         if r["device"] in sweep.available_devices() or args.all:
-            print(f"{'run ' if r['run'] else 'skip'} {r['impl']:<18} {r['shape']:<18} {r['dtype']:<9} "
+            count = f"x{r['count']:<4} " if "count" in r else ""
+            print(f"{'run ' if r['run'] else 'skip'} {r['impl']:<18} {r['shape']:<18} {count}{r['dtype']:<9} "
                   f"{r['device']:<5} {r['mode']:<17} {r['reason']}")
     n = sum(r["run"] for r in rows)
-    print(f"\n{args.sweep!r} sweep: {n} cases to run, {len(rows) - n} skipped (per-call budget "
-          f"{sw.max_call_seconds * 1e3:g} ms)")
+    print(f"\n{sw.name!r} sweep{' (' + sw.path + ')' if sw.path else ''}: {n} cases to run, "
+          f"{len(rows) - n} skipped (per-call budget {sw.max_call_seconds * 1e3:g} ms)"
+          + ("; xN: calls per model step" if counts else ""))
     return 0
+
+
+def cmd_capture(args) -> int:
+    from pathlib import Path
+
+    from . import capture, sweepfile
+
+    if args.out and Path(args.out).suffix not in sweepfile.SUFFIXES:
+        raise UsageError(f"--out {args.out}: a sweep file ends in .toml or .json")
+    print(f"linbench: capturing one {'training step' if args.mode == 'forward_backward' else 'forward'} of "
+          f"{args.target}", file=sys.stderr, flush=True)
+    try:
+        sf, cap = capture.capture_target(args.target, args.mode, args.name)
+    except capture.CaptureError as exc:
+        raise UsageError(str(exc)) from None
+    text = sweepfile.dump_json(sf) if args.out and args.out.endswith(".json") else sweepfile.dumps(
+        sf, header=f"A linbench sweep file: the linear-layer calls of one model step, written by\n"
+                   f"{sf.source}.\nlinbench run --sweep THIS_FILE times exactly these cases; count = calls per step.")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    total = sum(c.count for c in sf.cases)
+    gflop = sum(c.flops for c in cap.calls) / 1e9
+    print(f"linbench: {total} linear calls per step in {len(sf.cases)} cases ({gflop:.3g} GFLOP forward)"
+          + (f", written to {args.out}" if args.out else "")
+          + "".join(f"; {n} calls not recorded: {why}" for why, n in cap.skipped.items()), file=sys.stderr)
+    return 0
+
+
+def _file_counts(sw: sweep.Sweep) -> dict:
+    """A sweep file's calls per model step of each (shape, dtype, device); {} for a built-in sweep."""
+    from . import sweepfile
+
+    return sweepfile.load(sw.path).counts() if sw.path else {}
 
 
 def cmd_run(args) -> int:
@@ -296,9 +353,10 @@ def cmd_run(args) -> int:
     if not (root / "asv.conf.json").is_file():
         raise UsageError(f"no asv.conf.json in {root}: run from the linbench checkout or pass --root")
     dtypes = list(_dtypes(args.dtype)) if args.dtype else None
-    if dtypes and not set(dtypes) & set(sweep.SWEEPS[args.sweep].dtypes):
-        raise UsageError(f"the {args.sweep!r} sweep has no {', '.join(dtypes)} cases; "
-                         f"it runs {', '.join(sweep.SWEEPS[args.sweep].dtypes)}")
+    sw = _sweep(args.sweep)
+    if dtypes and not set(dtypes) & set(sw.dtypes):
+        raise UsageError(f"the {sw.name!r} sweep has no {', '.join(dtypes)} cases; "
+                         f"it runs {', '.join(sw.dtypes)}")
     asv_args = args.asv_args[1:] if args.asv_args[:1] == ["--"] else args.asv_args
     impls = [i.name for i in _select(args.impl)] if args.impl else None
     # Every device here unless told: a GPU runner asks for cuda alone, and gets one line and
@@ -325,7 +383,7 @@ def cmd_run(args) -> int:
             return asvrun.NOTHING_NEW
         print(f"linbench: {len(commits)} new commits: {', '.join(c[:8] for c in commits)}", flush=True)
     try:
-        code = asvrun.run_sweep(args.sweep, asv_args, root=root, target=target, resume=args.resume,
+        code = asvrun.run_sweep(sw.ref, asv_args, root=root, target=target, resume=args.resume,
                                 dtypes=dtypes, commit=args.commit, commits=commits, impls=impls,
                                 devices=devices, after_chunk=args.after_chunk,
                                 roles=(args.only,) if args.only else asvrun.ROLES)
@@ -349,7 +407,7 @@ def cmd_gate(args) -> int:
     if args.rounds < 2:
         raise UsageError(f"--rounds must be at least 2 (interleaving needs two), got {args.rounds}")
     try:
-        result = gate.run_gate(root, args.base, args.head, sweep_name=args.sweep, user_regex=args.bench,
+        result = gate.run_gate(root, args.base, args.head, sweep_name=_sweep(args.sweep).ref, user_regex=args.bench,
                                factor=args.factor, rounds=args.rounds,
                                instructions_factor=args.instructions_factor)
     except (ValueError, gate.GateError) as exc:
@@ -430,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"dtype(s) (default all: {', '.join(sweep.DTYPES)})")
     p.add_argument("--shape", action="append", metavar="SHAPE",
                    help="also check at this shape, e.g. 64x256x256 ('{batch x}in x out'; repeatable)")
+    p.add_argument("--sweep", metavar="NAME_OR_FILE",
+                   help="also check at a sweep's shapes, in its dtypes unless --dtype says: a sweep file "
+                        "(linbench capture writes one) or a built-in sweep's name")
     p.add_argument("--json", action="store_true", help="print one JSON array of every check")
     p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="time limit per case (default 60)")
     p.add_argument("--memory-limit", type=float, default=None, metavar="GIB",
@@ -456,9 +517,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the trace as JSON: ops with op, phase, shapes")
     p.set_defaults(func=cmd_dispatch)
 
-    sweeps = list(sweep.SWEEPS)
+    p = sub.add_parser("capture", help="record every linear-layer call of one step of your model as a sweep file",
+                       description="TARGET is MODULE:CALLABLE (a dotted module or a .py path): a callable "
+                                   "returning (model, example_args). One forward (or training step) runs; "
+                                   "each F.linear call, however reached (nn.Linear, subclasses, "
+                                   "nn.MultiheadAttention's projections), becomes a case with its count.")
+    p.add_argument("target", metavar="MODULE:CALLABLE")
+    p.add_argument("--mode", default="forward", choices=sweep.MODES,
+                   help="forward (inference) or forward_backward (one training step); default forward")
+    p.add_argument("--out", metavar="FILE", help="write the sweep file here (.toml, or .json); default: print it")
+    p.add_argument("--name", help="the sweep's name (default: the callable's)")
+    p.set_defaults(func=cmd_capture)
+
+    sweeps = ", ".join(sweep.SWEEPS)
     p = sub.add_parser("sweep", help="list a sweep's cases and why any is skipped here")
-    p.add_argument("sweep", nargs="?", default="default", choices=sweeps)
+    p.add_argument("sweep", nargs="?", default="default", metavar="NAME_OR_FILE",
+                   help=f"a built-in sweep ({sweeps}) or a sweep file (.toml, .json); default: default")
     p.add_argument("--all", action="store_true", help="include devices this machine lacks")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sweep)
@@ -466,8 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a sweep with asv on HEAD (extra arguments go to asv run)",
                        description="Exit status: 0 all measured, 1 a case failed, 2 bad input, "
                                    "3 nothing new recorded (the last line says why).")
-    p.add_argument("--sweep", default="default", choices=sweeps,
-                   help="quick (< 2 min, pull requests), default (< 10 min here), full (bigger machines)")
+    p.add_argument("--sweep", default="default", metavar="NAME_OR_FILE",
+                   help="quick (< 2 min, pull requests), default (< 10 min here), full (bigger machines), "
+                        "or a sweep file: your model's cases (linbench capture)")
     p.add_argument("--resume", action="store_true",
                    help="skip cases the commit's results already hold on this asv machine, in every environment")
     p.add_argument("--dtype", action="append", metavar="DTYPE", help="only these of the sweep's dtypes")
@@ -496,7 +571,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bench", metavar="REGEX", help="only benchmarks whose asv name matches, e.g. f_linear")
     p.add_argument("--factor", type=float, default=gate.DEFAULT_FACTOR, metavar="F",
                    help=f"a case regresses when HEAD's median is above F times BASE's (default {gate.DEFAULT_FACTOR})")
-    p.add_argument("--sweep", default="quick", choices=sweeps, help="the cases compared (default quick)")
+    p.add_argument("--sweep", default="quick", metavar="NAME_OR_FILE",
+                   help=f"the cases compared: {sweeps}, or a sweep file (default quick)")
     p.add_argument("--instructions-factor", type=float, default=gate.DEFAULT_INSTRUCTIONS_FACTOR, metavar="F",
                    help="a CPU case regresses when it runs more than F times BASE's instructions per call "
                         f"(counted under callgrind; default {gate.DEFAULT_INSTRUCTIONS_FACTOR})")

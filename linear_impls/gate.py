@@ -449,15 +449,20 @@ def run_gate(root: Path, base_rev: str, head_rev: str, *, sweep_name: str = "qui
     broken_plugins = plugins.outside_errors()
     if broken_plugins:
         raise GateError("; ".join(broken_plugins))
-    patterns = bench_patterns(sweep.SWEEPS[sweep_name], user_regex)
-    counted = bench_patterns(sweep.SWEEPS[sweep_name], user_regex, counted=True)
+    try:
+        sweep_def = sweep.load(sweep_name)
+    except ValueError as exc:  # an unknown name, a sweep file that cannot be used
+        raise GateError(str(exc)) from None
+    patterns = bench_patterns(sweep_def, user_regex)
+    counted = bench_patterns(sweep_def, user_regex, counted=True)
+    sweep_name = sweep_def.ref
     workdir = root / ".asv" / "gate"
     workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     # Checks first: they load both cores, so they must not overlap the timings.
     log(f"linbench gate: correctness checks at BASE {base[:8]} and HEAD {head[:8]}")
     broken = broken_checks(run_checks(root, base, "BASE", workdir), run_checks(root, head, "HEAD", workdir))
-    log(f"linbench gate: timing the {sweep_name} cases, {rounds} interleaved rounds per commit"
+    log(f"linbench gate: timing the {sweep_def.name} cases, {rounds} interleaved rounds per commit"
         + (", instructions counted in the first" if counted else ""))
     shutil.rmtree(callgrind_dir(workdir), ignore_errors=True)
     shutil.rmtree(workdir / dispatch.SIDECAR, ignore_errors=True)
@@ -465,7 +470,7 @@ def run_gate(root: Path, base_rev: str, head_rev: str, *, sweep_name: str = "qui
     changes = compare_results(res_base, res_head, factor, rounds, instructions_factor)
     if not any(c.unit in TIMED_UNITS and c.verdict != "failed at both" for c in changes):
         raise GateError("no timed case matched" + (f" --bench {user_regex!r}" if user_regex else "")
-                        + f" in the {sweep_name} sweep")
+                        + f" in the {sweep_def.name} sweep")
     explain_instructions(changes, callgrind_dir(workdir), base, head)
     explain_dispatch(changes, workdir / dispatch.SIDECAR, base, head)
     return GateResult(base, head, changes, broken, factor, rounds, time.perf_counter() - t0, instructions_factor)

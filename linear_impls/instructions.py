@@ -299,7 +299,7 @@ def _worker(cases_file: str, progress_file: str) -> int:
         print("linbench: the instruction worker must run under valgrind", file=sys.stderr)
         return 2
     spec = json.loads(Path(cases_file).read_text())
-    sweep_def = sweep.SWEEPS[spec["sweep"]]
+    sweep_def = sweep.load(spec["sweep"])
     _warm_up_modes()
     # Every object so far (torch's modules, ~165k) moves out of the collector's reach: the
     # full collection before each case's counted calls then walks only that case's objects.

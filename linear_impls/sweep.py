@@ -10,7 +10,9 @@ Three sweeps, picked with ``$LINBENCH_SWEEP`` (default ``default``):
 * ``default`` - the seed articles' examples, overhead-bound, mid and transformer
   shapes (< 10 minutes of asv on a 2-core CPU);
 * ``full``    - adds large GEMMs for bigger machines;
-* ``gpu``     - every metric on a few cases, for the GPU proof (``benchmarks/gpu_proof.sh``).
+* ``gpu``     - every metric on a few cases, for the GPU proof (``benchmarks/gpu_proof.sh``);
+* a sweep file (``linear_impls.sweepfile``): exactly the cases of a user's model, as
+  ``linbench capture`` records them or as written by hand.
 
 The asv params always list every shape, dtype and device, so results of different
 sweeps and machines line up in one history; a case outside the chosen sweep, or
@@ -156,6 +158,16 @@ class Sweep:
     # in bench.SPEEDUP_PROCESSES worker processes): every one, so no dtype's first screen
     # is a quotient of wall times from separate processes.
     speedup_dtypes: tuple[str, ...] = DTYPES
+    # A sweep file's: the modes it runs, its exact (shape, dtype, device) cases and the
+    # file itself (its absolute path: what crosses into asv's processes as $LINBENCH_SWEEP).
+    modes: tuple[str, ...] = MODES
+    cases: frozenset = frozenset()
+    path: str = ""
+
+    @property
+    def ref(self) -> str:
+        """What names this sweep to another process: a built-in's name or the file's path."""
+        return self.path or self.name
 
     def in_compile_subset(self, shape_id: str, dtype: str, mode: str) -> bool:
         """Whether a compiled variant runs this case in this sweep."""
@@ -179,12 +191,44 @@ SWEEPS = {
 }
 
 
+def load(ref: str) -> Sweep:
+    """A built-in sweep by name, or a sweep file by path (``sweepfile.SweepFileError`` saying why
+    one cannot be used); ValueError for a name that is neither."""
+    from . import sweepfile
+
+    if ref in SWEEPS:
+        return SWEEPS[ref]
+    if not sweepfile.looks_like_file(ref):
+        raise ValueError(f"unknown sweep {ref!r}: choose one of {', '.join(SWEEPS)}, or a sweep file (.toml, .json)")
+    return from_file(sweepfile.load(ref))
+
+
+def from_file(sf) -> Sweep:
+    """The Sweep of a loaded sweep file: its cases, in its modes, no compiled subset, memory and
+    instruction counts in float32 where it has float32 cases."""
+    dtypes = tuple(d for d in DTYPES if any(c.dtype == d for c in sf.cases))
+    return Sweep(sf.name, tuple(dict.fromkeys(c.shape for c in sf.cases)), dtypes, sf.max_call_seconds,
+                 memory_dtypes=tuple(d for d in dtypes if d == "float32"),
+                 instruction_dtypes=tuple(d for d in dtypes if d == "float32"),
+                 speedup_dtypes=dtypes, modes=tuple(m for m in MODES if m in sf.modes),
+                 cases=frozenset(c.key for c in sf.cases), path=sf.path)
+
+
+def file_shapes() -> tuple[str, ...]:
+    """The shapes of the sweep file in $LINBENCH_SWEEP (none for a built-in sweep): asv's params
+    add them, so a model's shapes are cases of their own."""
+    value = os.environ.get(SWEEP_ENV, "").strip()
+    if not value or value in SWEEPS:
+        return ()
+    return tuple(s for s in current_sweep().shapes if s not in ALL_SHAPES)
+
+
 def current_sweep() -> Sweep:
     name = os.environ.get(SWEEP_ENV, "default").strip() or "default"
     try:
-        return SWEEPS[name]
-    except KeyError:
-        raise ValueError(f"unknown sweep {name!r} in ${SWEEP_ENV}; choose one of {', '.join(SWEEPS)}") from None
+        return load(name)
+    except ValueError as exc:  # SweepFileError too
+        raise ValueError(f"${SWEEP_ENV}: {exc}") from None
 
 
 def thread_count() -> int:
@@ -271,6 +315,10 @@ def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: S
     sweep = sweep or current_sweep()
     if shape.id not in sweep.shapes:
         return f"not in the {sweep.name!r} sweep"
+    if mode not in sweep.modes:
+        return f"{mode} not in the {sweep.name!r} sweep"
+    if sweep.cases and (shape.id, dtype, device) not in sweep.cases:
+        return f"{shape.id} {dtype} {device}: not a case of the {sweep.name!r} sweep file"
     from .compiled import is_compiled
 
     if is_compiled(impl.name) and not sweep.in_compile_subset(shape.id, dtype, mode):
@@ -300,8 +348,9 @@ def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: S
             return f"{what} need ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on {where}"
     est = estimated_seconds(shape, dtype, device, mode, workspace)
     if est > sweep.max_call_seconds:
+        bigger = "raise max_call_seconds in the file to run it" if sweep.path else "the 'full' sweep runs it"
         return (f"estimated {est * 1e3:.0f} ms a call, over the {sweep.name!r} sweep's "
-                f"{sweep.max_call_seconds * 1e3:.0f} ms budget (the 'full' sweep runs it)")
+                f"{sweep.max_call_seconds * 1e3:.0f} ms budget ({bigger})")
     ref = reference_seconds(shape, mode)
     if ref > MAX_REFERENCE_SECONDS:
         return f"its check's float64 reference on the CPU would take ~{ref:.0f} s, over {MAX_REFERENCE_SECONDS:.0f} s"
