@@ -435,7 +435,8 @@ def cmd_report(args) -> int:
         summary = report.build_report(Path(args.results), Path(args.out), checks_json=checks_json,
                                       asv_html=args.asv_html,
                                       pytest_benchmark=[Path(p) for p in args.pytest_benchmark],
-                                      asv_conf=Path(args.asv_conf) if args.asv_conf else None)
+                                      asv_conf=Path(args.asv_conf) if args.asv_conf else None,
+                                      sweep_files=[Path(s) for s in args.sweep or []])
     except report.ReportError as exc:
         raise UsageError(str(exc)) from None
     for w in summary.warnings:
@@ -595,6 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pytest-benchmark", action="append", default=[], metavar="PATH",
                    help="also show pytest-benchmark runs of benchmarks/quick_gate: a JSON file or a folder "
                         "searched for *.json, e.g. .benchmarks (repeatable)")
+    p.add_argument("--sweep", action="append", metavar="FILE",
+                   help="a model's sweep file: the page gives its linear time per step (repeatable; those "
+                        "linbench run --sweep FILE kept beside the results are read anyway)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("localize-asv", help="point asv's HTML at local copies of its JS/CSS (offline viewing)")

@@ -142,6 +142,21 @@ def asv_results_dir(asv_run):
     return asv_run[0]
 
 
+ASV_CLONE_MACHINE = "linbench-venv-test"
+
+
+@pytest.fixture(scope="session")
+def asv_clone(tmp_path_factory):
+    """A clone of HEAD (asv builds commits) with an asv machine set up: the tests that run
+    ``linbench run`` in asv's real virtualenvs share it, so its environment is built once."""
+    clone = tmp_path_factory.mktemp("clone") / "linbench"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    asv = str(Path(sys.executable).parent / "asv")
+    subprocess.run([asv, "machine", "--yes", "--machine", ASV_CLONE_MACHINE], cwd=clone, check=True,
+                   stdout=subprocess.DEVNULL)
+    return clone
+
+
 class ResultsRemote:
     """A bare repository standing for the results branch's remote, cloned as CI runners clone it."""
 

@@ -15,11 +15,11 @@ import pytest
 
 from linear_impls import results, sweep
 
-from .conftest import ROOT, run_linbench
+from .conftest import ASV_CLONE_MACHINE, ROOT, run_linbench
 
 pytestmark = pytest.mark.slow
 
-MACHINE = "linbench-venv-test"
+MACHINE = ASV_CLONE_MACHINE
 TWICE = '''\
 """F.linear computed twice ({how})."""
 import torch.nn.functional as F
@@ -53,11 +53,10 @@ def _write(path: Path, text: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def user(tmp_path_factory):
+def user(tmp_path_factory, asv_clone):
     """A clone of HEAD (asv builds commits), the user's plugin folder and an installed plugin package."""
     tmp = tmp_path_factory.mktemp("user")
-    clone = tmp / "clone"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    clone = asv_clone
     mods = tmp / "my_plugins"
     _write(mods / "twice_linear.py", TWICE.format(how="a module in a folder of its own", name="twice_linear"))
     pkg = tmp / "pkg"
@@ -67,9 +66,6 @@ def user(tmp_path_factory):
     site = tmp / "site"  # the package installed, as a user's pip install puts it on the path
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
                     "--target", str(site), str(pkg)], check=True)
-    asv = str(Path(sys.executable).parent / "asv")
-    subprocess.run([asv, "machine", "--yes", "--machine", MACHINE], cwd=clone, check=True,
-                   stdout=subprocess.DEVNULL)
     return {"tmp": tmp, "clone": clone, "mods": mods, "site": site}
 
 

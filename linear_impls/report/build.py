@@ -13,7 +13,7 @@ import pandas as pd
 
 from .. import compiled, history, registry
 from . import analysis, render
-from .load import Measurements, load_checks, load_pytest_benchmark, load_results
+from .load import Measurements, load_checks, load_models, load_pytest_benchmark, load_results
 
 
 @dataclass
@@ -50,6 +50,9 @@ class Analysed:
     changes: pd.DataFrame | None = None  # the history's changes, every machine and commit
     dispatch_changes: pd.DataFrame | None = None  # cases whose op sequence changed between commits
     since: pd.DataFrame | None = None  # what changed at each machine's latest commit
+    models: list = field(default_factory=list)  # sweep files of users' models (sweepfile.SweepFile)
+    model_totals: pd.DataFrame | None = None  # analysis.model_steps: per model, implementation, step
+    model_cases: pd.DataFrame | None = None  # ... and per case: its share of the step
 
     @classmethod
     def of(cls, data: Measurements) -> Analysed:
@@ -67,13 +70,14 @@ class Analysed:
 
 def build_report(results_dir: Path, out: Path, *, checks_json: Path | Iterable[Path] | None = None,
                  asv_html: str = "asv/index.html", pytest_benchmark: Iterable[Path] = (),
-                 asv_conf: Path | None = None) -> ReportSummary:
+                 asv_conf: Path | None = None, sweep_files: Iterable[Path] = ()) -> ReportSummary:
     """Build the summary page ``out`` from asv results under ``results_dir``.
 
     ``pytest_benchmark``: pytest-benchmark JSON files, or folders searched for
     ``*.json``, shown in a section of their own.  ``asv_conf``: the asv.conf.json whose
     ``regressions_thresholds`` decide what a change is in the history (asv's defaults
-    without one).
+    without one).  ``sweep_files``: models' sweep files, beside those ``linbench run`` kept with
+    the results, whose per-step totals the page shows.
 
     Raises ReportError when the results directory is missing or holds no usable
     results file and no pytest-benchmark run is given, when a pytest-benchmark path
@@ -110,10 +114,15 @@ def build_report(results_dir: Path, out: Path, *, checks_json: Path | Iterable[P
         d.changes = history.find_changes(d.frame[d.frame["status"] != "skipped"], d.files, thresholds, order)
         d.since = analysis.since_previous(d.frame, d.files, d.changes, order)
         d.dispatch_changes = history.dispatch_changes(d.dispatch, d.files, order)
+        d.models = load_models(results_dir, sweep_files, warnings)
+        d.model_totals, d.model_cases = analysis.model_steps(d.rated, d.models)
         verdict = render.verdict_block(d)
         sections.append(render.perf_section(d, ids, asv_html))
         if len(d.latest_files) >= 2:
             sections.append(render.machines_section(d, ids))
+        model_section = render.model_section(d, ids)
+        if model_section is not None:
+            sections.append(model_section)
         sections.append(render.peak_section(d, ids))
         compile_section = render.compile_section(d, ids)
         if compile_section is not None:
@@ -167,7 +176,7 @@ def figures(d: Analysed | None) -> dict[str, list[dict]]:
     """The page's figures as flat records per section (``reports/index.json``), for
     ``pandas.json_normalize``: the numbers the page shows, never recomputed from them."""
     out: dict[str, list[dict]] = {"speedups": [], "roofline": [], "verdict": [], "dispatch": [],
-                                  "dispatch_changes": []}
+                                  "dispatch_changes": [], "model": [], "model_cases": []}
     if d is None:
         return out
     meta = d.latest_files.set_index("file")[["machine", "env", "commit"]]
@@ -201,6 +210,16 @@ def figures(d: Analysed | None) -> dict[str, list[dict]]:
         latest = latest.assign(n_ops=[len(o) for o in latest["ops"]])
         out["dispatch"] = _records(latest, ["machine", "env", "commit", "device", "dtype", "mode", "shape", "impl",
                                             "sequence", "backward", "n_ops", "intermediate_bytes", "copies"])
+    keys = ["machine", "env", "commit", "sweep", "device", "dtype", "mode"]
+    if d.model_totals is not None and len(d.model_totals):
+        totals = d.model_totals.join(meta, on="file").assign(baseline=base)
+        out["model"] = _records(totals, [*keys, "impl", "baseline", "seconds_per_step", "calls", "seconds_per_call",
+                                         "speedup", "low", "high", "verdict", "complete", "missing"])
+    if d.model_cases is not None and len(d.model_cases):
+        cases = d.model_cases.join(meta, on="file").assign(baseline=base)
+        out["model_cases"] = _records(cases, [*keys, "shape", "count", "modules", "baseline", "base_seconds",
+                                              "share", "best_impl", "best_speedup", "best_low", "best_high",
+                                              "saves"])
     if d.dispatch_changes is not None:
         out["dispatch_changes"] = [{**r, "added": list(r["added"]), "removed": list(r["removed"])}
                                    for r in d.dispatch_changes.to_dict("records")]

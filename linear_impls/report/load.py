@@ -498,3 +498,28 @@ def load_pytest_benchmark(paths: Iterable[Path], warnings: list[str]) -> Measure
     rows = rows.drop_duplicates(["file", *CASE], keep="last")
     frame = _with_files(rows.drop(columns=["iqr", "torch", "threads"]), run_frame)
     return Measurements(frame.reset_index(drop=True), run_frame, {}, warnings)
+
+
+def load_models(results_dir: Path, extra: Iterable[Path], warnings: list[str]) -> list:
+    """The sweep files of models: those ``linbench run --sweep FILE`` kept beside the results
+    (``<results>/linbench-sweeps/``), then ``extra`` (``linbench report --sweep FILE``), one per
+    name (the later wins).  A kept file that cannot be read is a warning; an explicit one that
+    cannot be read is a ReportError."""
+    from .. import asvrun, sweepfile
+
+    found: dict[str, object] = {}
+    kept = Path(results_dir) / asvrun.SWEEP_FILES
+    for path in sorted(kept.glob("*.toml")) if kept.is_dir() else []:
+        try:
+            sf = sweepfile.load(path)
+        except sweepfile.SweepFileError as exc:
+            warnings.append(f"{exc} (skipped)")
+            continue
+        found[sf.name] = sf
+    for path in extra:
+        try:
+            sf = sweepfile.load(path)
+        except sweepfile.SweepFileError as exc:
+            raise ReportError(str(exc)) from None
+        found[sf.name] = sf
+    return list(found.values())

@@ -245,6 +245,29 @@ def machines_section(d, ids: Ids) -> Section:
                    {"columns": cols, "families": families, "kinds": analysis.SIDE_KINDS}, toc)
 
 
+def model_section(d, ids: Ids) -> Section | None:
+    """Each model's linear time per step, per implementation, and its cases' shares; None
+    without a model's sweep file or without its cases in the latest results."""
+    totals, cases = d.model_totals, d.model_cases
+    if totals is None or totals.empty:
+        return None
+    meta = d.latest_files.set_index("file")
+    blocks, toc = [], []
+    group = ["file", "sweep", "device", "dtype", "mode"]
+    for key, g in totals.groupby(group, sort=True):
+        m = meta.loc[key[0]]
+        mine = cases[(cases[group] == pd.Series(key, index=group)).all(axis=1)]
+        hid = ids("model")
+        toc.append((hid, f"{key[1]}: {m['machine']} — {m['env']}, {key[3]} {key[2]} {key[4]}"))
+        sf = next(s for s in d.models if s.name == key[1])
+        blocks.append({"id": hid, "sweep": key[1], "source": sf.source, "machine": m["machine"], "env": m["env"],
+                       "device": key[2], "dtype": key[3], "mode": key[4], "rows": g.to_dict("records"),
+                       "cases": mine.to_dict("records"), "fastest": analysis.FASTEST_PER_SHAPE})
+    return Section("model", "Your model: linear time per step", "model.html.j2",
+                   {"blocks": blocks, "baseline": registry.baseline(), "speedup_factor": analysis.SPEEDUP_FACTOR},
+                   toc)
+
+
 def peak_section(d, ids: Ids) -> Section:
     blocks = []
     for p in analysis.rooflines(d.rated, d.ceilings):
