@@ -235,3 +235,32 @@ def test_compiled_variant_table(request, latest):
     # 19 s of cold compile over the 540 µs each call saves (810 µs eager, 270 µs compiled).
     assert a["break_even"] == pytest.approx(19.0 / 540e-6, rel=1e-3, abs=1)
     assert (a["compile_warm"], a["graphs"], a["graph_breaks"]) == (0.5, 1, 0)
+
+
+def test_model_step_tables(request, latest):
+    from linear_impls import sweepfile
+    from linear_impls.report import load_models
+
+    (model,) = load_models(DATA / "results", [], [])
+    assert isinstance(model, sweepfile.SweepFile) and model.counts()[("1x64x64", "float32", "cpu")] == 3
+    rated = analysis.rates(latest[1])
+    totals, cases = analysis.model_steps(rated, [model])
+    golden_csv(request, "model_totals", totals)
+    golden_csv(request, "model_cases", cases)
+    complete = totals[totals["complete"]]
+    for _key, g in complete.groupby(["file", "sweep", "device", "dtype", "mode"]):
+        fastest = g[g["impl"] == analysis.FASTEST_PER_SHAPE]["seconds_per_step"]
+        assert len(fastest) == 1 and (fastest.iloc[0] <= g["seconds_per_step"] * (1 + 1e-12)).all()
+        # The total is the count-weighted sum: the baseline's own time over its null control.
+        inter = g[g["speedup_source"] == "interleaved"]
+        assert (inter["low"] <= inter["speedup"]).all() and (inter["speedup"] <= inter["high"]).all()
+    # Each case's share of the baseline's step adds up to the step.
+    assert cases.groupby(["file", "mode"])["share"].sum().to_numpy() == pytest.approx(1.0)
+    # By hand, runner-a forward: 3 x t(1x64x64) + 2 x t(64x256x256) for the baseline.
+    a = int(latest[0].loc[latest[0]["machine"] == "runner-a", "file"].iloc[0])
+    t = rated[(rated["file"] == a) & (rated["mode"] == "forward") & (rated["impl"] == "nn_linear")]
+    base = t.set_index("shape")["value"]
+    f = rated[(rated["file"] == a) & (rated["mode"] == "forward") & (rated["impl"] == "f_linear")].set_index("shape")
+    want = 3 * base["1x64x64"] / f.loc["1x64x64", "speedup"] + 2 * base["64x256x256"] / f.loc["64x256x256", "speedup"]
+    got = totals[(totals["file"] == a) & (totals["mode"] == "forward") & (totals["impl"] == "f_linear")]
+    assert got["seconds_per_step"].iloc[0] == pytest.approx(want)

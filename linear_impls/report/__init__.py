@@ -17,7 +17,7 @@ JavaScript, no external CSS: the page opens from ``file://``.
 """
 
 from .build import ReportSummary, build_report
-from .load import Measurements, ReportError, load_checks, load_pytest_benchmark, load_results
+from .load import Measurements, ReportError, load_checks, load_models, load_pytest_benchmark, load_results
 
-__all__ = ["Measurements", "ReportError", "ReportSummary", "build_report", "load_checks", "load_pytest_benchmark",
-           "load_results"]
+__all__ = ["Measurements", "ReportError", "ReportSummary", "build_report", "load_checks", "load_models",
+           "load_pytest_benchmark", "load_results"]

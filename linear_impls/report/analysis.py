@@ -555,7 +555,7 @@ def compile_table(rated: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
 # The "implementation" of the model table's row that takes, for each case, the fastest way measured.
 FASTEST_PER_SHAPE = "fastest per shape"
 MODEL_TOTALS = ["file", "sweep", "device", "dtype", "mode", "impl", "seconds_per_step", "calls", "seconds_per_call",
-                "speedup", "low", "high", "verdict", "complete", "missing"]
+                "speedup", "low", "high", "verdict", "speedup_source", "complete", "missing"]
 MODEL_CASES = ["file", "sweep", "device", "dtype", "mode", "shape", "count", "modules", "base_seconds",
                "share", "best_impl", "best_speedup", "best_low", "best_high", "saves"]
 
@@ -604,23 +604,24 @@ def model_steps(rated: pd.DataFrame, models) -> tuple[pd.DataFrame, pd.DataFrame
                         if missing or untimed:
                             totals.append({**key, "impl": impl, "seconds_per_step": np.nan, "calls": calls,
                                            "seconds_per_call": np.nan, "speedup": np.nan, "low": np.nan,
-                                           "high": np.nan, "verdict": "", "complete": False,
+                                           "high": np.nan, "verdict": "", "speedup_source": "", "complete": False,
                                            "missing": ", ".join(missing or untimed)})
                         for s in timed:
                             if s in rows.index:
                                 r = rows.loc[s]
                                 if s not in best or r["speedup"] > best[s][1]:
                                     best[s] = (impl, float(r["speedup"]), _or(r.get("low"), r["speedup"]),
-                                               _or(r.get("high"), r["speedup"]))
+                                               _or(r.get("high"), r["speedup"]), r.get("speedup_source"))
                         if missing or untimed:
                             continue
                         totals.append(_model_total(key, impl, shapes, bases, rows))
                     if timed and not untimed:
                         rows = pd.DataFrame([{"shape": s, "speedup": best[s][1], "low": best[s][2],
-                                              "high": best[s][3]} for s in timed]).set_index("shape")
+                                              "high": best[s][3], "speedup_source": best[s][4]}
+                                             for s in timed]).set_index("shape")
                         totals.append(_model_total(key, FASTEST_PER_SHAPE, shapes, bases, rows))
                     for s in timed:
-                        b_impl, b_sp, b_lo, b_hi = best[s]
+                        b_impl, b_sp, b_lo, b_hi, _source = best[s]
                         case_rows.append({**key, "shape": s, "count": shapes[s],
                                           "modules": ", ".join(dict.fromkeys(modules.get((s, dtype, device), []))),
                                           "base_seconds": float(bases[s]),
@@ -650,7 +651,11 @@ def _model_total(key: dict, impl: str, shapes: dict[str, int], bases: pd.Series,
     fast = sum(n * bases[s] / _or(rows.loc[s].get("high"), rows.loc[s, "speedup"]) for s, n in shapes.items())
     speedup, low, high = base_total / total, base_total / slow, base_total / fast
     calls = sum(shapes.values())
+    # Wall-time quotients (older results) get neither an interval nor a verdict, as on the first screen.
+    interleaved = (rows.loc[list(shapes), "speedup_source"] == "interleaved").all() \
+        if "speedup_source" in rows else False
     return {**key, "impl": impl, "seconds_per_step": total, "calls": calls, "seconds_per_call": total / calls,
-            "speedup": speedup, "low": low, "high": high,
-            "verdict": classify(1.0, 1 / speedup, SPEEDUP_FACTOR, significant=not (low <= 1 <= high)),
+            "speedup": speedup, "low": low if interleaved else np.nan, "high": high if interleaved else np.nan,
+            "verdict": classify(1.0, 1 / speedup, SPEEDUP_FACTOR, significant=not (low <= 1 <= high))
+            if interleaved else "", "speedup_source": "interleaved" if interleaved else "wall time",
             "complete": True, "missing": ""}

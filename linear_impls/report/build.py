@@ -214,7 +214,7 @@ def figures(d: Analysed | None) -> dict[str, list[dict]]:
     if d.model_totals is not None and len(d.model_totals):
         totals = d.model_totals.join(meta, on="file").assign(baseline=base)
         out["model"] = _records(totals, [*keys, "impl", "baseline", "seconds_per_step", "calls", "seconds_per_call",
-                                         "speedup", "low", "high", "verdict", "complete", "missing"])
+                                         "speedup", "low", "high", "verdict", "speedup_source", "complete", "missing"])
     if d.model_cases is not None and len(d.model_cases):
         cases = d.model_cases.join(meta, on="file").assign(baseline=base)
         out["model_cases"] = _records(cases, [*keys, "shape", "count", "modules", "baseline", "base_seconds",
