@@ -62,6 +62,13 @@ step "the CUDA checks (linbench check --device cuda, every implementation and dt
 "$PY" -m linear_impls check --device cuda --json --quiet > "$OUT/checks.json"
 CHECKS=$?
 
+step "what each way launches: the op trace with the kernels of each aten op (linbench dispatch --device cuda)"
+for impl in f_linear einsum; do
+  "$PY" -m linear_impls dispatch "$impl" 8x128x768x3072 --device cuda --mode forward_backward \
+    > "$OUT/dispatch-$impl.txt" 2>&1 || echo "  dispatch $impl failed (see $OUT/dispatch-$impl.txt)"
+  grep -m 4 "kernel:" "$OUT/dispatch-$impl.txt" | sed "s/^ */  $impl: /"
+done
+
 step "asv: the gpu sweep's CUDA cases, every metric"
 IMPLS="nn_linear f_linear addmm mul_sum compiled_f_linear compiled_ro_f_linear"
 "${ASV[@]}" machine --yes --machine gpu-proof > /dev/null

@@ -29,3 +29,17 @@ def mlp_classifier():
     model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
                           nn.Linear(512, 10, bias=False))
     return model, (torch.randn(64, 784),)
+
+
+def hf_bert(layers: int = 2, batch: int = 8, seq: int = 128):
+    """Hugging Face's BertModel, BERT-base-sized but ``layers`` deep, built from a BertConfig with
+    random weights (nothing is downloaded); needs ``pip install transformers``."""
+    try:
+        from transformers import BertConfig, BertModel
+    except ImportError as exc:
+        raise ImportError("hf_bert needs Hugging Face transformers: pip install transformers") from exc
+    torch.manual_seed(0)
+    config = BertConfig(num_hidden_layers=layers, attn_implementation="eager")
+    model = BertModel(config)
+    ids = torch.randint(0, config.vocab_size, (batch, seq))
+    return model, {"input_ids": ids}

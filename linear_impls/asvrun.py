@@ -293,6 +293,35 @@ def keep_sweep_file(results_dir: Path, sweep_def: sweep.Sweep) -> Path | None:
     return dest
 
 
+RUNS = "sweeps"  # under a machine's results folder: which sweeps each commit and environment ran
+
+
+def record_sweep(results_dir: Path, target: Target, commits: list[str], sweep_def: sweep.Sweep,
+                 dtypes: list[str]) -> None:
+    """Say beside the results which sweep (and which of its dtypes) each commit and environment
+    ran, so the report judges what is missing against the cases the run was meant to hold.
+    Written before asv runs: a run killed halfway was still meant to hold them all."""
+    from . import sidecar
+
+    for commit in commits:
+        for env_name in target.envs:
+            path = sidecar.path_for(results_dir / target.machine / RUNS, commit, env_name)
+            data = sidecar.read(path) or {"format": 1, "commit": commit, "env_name": env_name, "cases": {}}
+            # "cases" (the sidecar files' one mapping): the sweeps by name.
+            mine = data["cases"].setdefault(sweep_def.name, {"file": bool(sweep_def.path), "dtypes": []})
+            mine["dtypes"] = [d for d in sweep.DTYPES if d in set(mine["dtypes"]) | set(dtypes)]
+            sidecar.write(path, data)
+
+
+def recorded_sweeps(results_dir: Path, machine: str, commit: str, env_name: str) -> dict[str, dict]:
+    """``{sweep name: {"file": is a sweep file, "dtypes": [...]}}`` that linbench run recorded for
+    a results file; {} for one plain asv wrote."""
+    from . import sidecar
+
+    data = sidecar.read(sidecar.path_for(Path(results_dir) / machine / RUNS, commit, env_name))
+    return data["cases"] if data else {}
+
+
 def run_sweep(sweep_ref: str, asv_args: list[str], *, root: Path, target: Target, resume: bool = False,
               dtypes: list[str] | None = None, commit: str = "HEAD", commits: list[str] | None = None,
               impls: list[str] | None = None, devices: list[str] | None = None,
@@ -338,6 +367,7 @@ def run_sweep(sweep_ref: str, asv_args: list[str], *, root: Path, target: Target
     print("linbench: discovering the benchmarks in asv's environment", flush=True)
     plugins.discover(root, asv, ["run", f"{commits[-1]}^!", *without_bench(asv_args)], env, results_dir)
     todo = chunks(sweep_def, chosen, skip, impls, devices, roles)
+    record_sweep(results_dir, target, commits, sweep_def, chosen)
     print(f"linbench: {sweep_name} sweep on {len(commits)} commit{'s' if len(commits) > 1 else ''}, "
           f"recorded under {target.describe()}, in {len(todo)} asv runs"
           + (f" (resuming: {len(skip)} cases already recorded there)" if skip else ""), flush=True)

@@ -442,7 +442,7 @@ def cmd_report(args) -> int:
     for w in summary.warnings:
         _warn(w)
     print(f"linbench: wrote {summary.out} ({summary.n_cases} cases from {summary.n_results_files} results files"
-          + (f", {summary.n_missing} default-sweep cases missing" if summary.n_missing else "")
+          + (f", {summary.n_missing} cases of the sweeps run missing" if summary.n_missing else "")
           + (f"; {summary.n_pytest_cases} cases from {summary.n_pytest_runs} pytest-benchmark runs"
              if summary.n_pytest_runs else "") + ")")
     return 0

@@ -13,6 +13,11 @@ timing, the same trace in every run of one torch.
 The inputs (x, W, b and, for a training step, the output's gradient) are made before
 the mode is entered, so the trace holds the call's own ops only; a training step's
 backward ops are marked ``backward``.
+
+On CUDA, the call runs once more under ``torch.profiler``, and each op gets the names of
+the kernels it launched (the profiler attaches a kernel to the aten op whose launch it
+correlates with), matched to the trace's ops in order by name: a composite op the
+profiler shows (``aten::linear``) launches nothing itself and is passed over.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class Op:
     outputs: tuple[tuple[int, ...], ...]
     fresh_bytes: int
     view: bool
+    kernels: tuple[str, ...] = ()  # on CUDA: the kernels it launched (torch.profiler)
 
     @property
     def short(self) -> str:
@@ -56,7 +62,7 @@ class Op:
     def to_dict(self) -> dict:
         return {"op": self.op, "phase": self.phase, "inputs": [list(s) for s in self.inputs],
                 "dtypes": list(self.dtypes), "outputs": [list(s) for s in self.outputs],
-                "fresh_bytes": self.fresh_bytes, "view": self.view}
+                "fresh_bytes": self.fresh_bytes, "view": self.view, "kernels": list(self.kernels)}
 
 
 class _Recorder(TorchDispatchMode):
@@ -144,7 +150,41 @@ def trace(impl_name: str, shape_id: str, dtype: str = "float32", device: str = "
     results = [y] + ([t.grad for t in (x, weight, bias) if t.grad is not None] if training else [])
     result_bytes = sum(t.untyped_storage().nbytes() for t in results)
     allocated = sum(o.fresh_bytes for o in recorder.ops)
-    return Trace(impl_name, shape.id, dtype, device, mode, tuple(recorder.ops), max(0, allocated - result_bytes))
+    ops = recorder.ops
+    if device == "cuda":
+        ops = attach_kernels(ops, profiled_kernels(lambda: forward(x).backward(gy) if training else forward(x)))
+    return Trace(impl_name, shape.id, dtype, device, mode, tuple(ops), max(0, allocated - result_bytes))
+
+
+def profiled_kernels(call) -> list[tuple[str, tuple[str, ...]]]:
+    """``call()`` under torch.profiler (CPU and CUDA activities): every aten op it ran, in the
+    order they started, with the names of the kernels each launched itself."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        call()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+    events = sorted((e for e in prof.events() if e.name.startswith("aten::")), key=lambda e: e.time_range.start)
+    return [(e.name, tuple(k.name for k in getattr(e, "kernels", ()))) for e in events]
+
+
+def attach_kernels(ops: list[Op], events: list[tuple[str, tuple[str, ...]]]) -> list[Op]:
+    """Each op with the kernels of the profiler's event that matches it: the next event of the
+    same name (``aten.addmm.default`` is ``aten::addmm``), in order.  Events of other names
+    (composites such as ``aten::linear``, which launch nothing themselves) are passed over; an
+    op without a matching event keeps no kernels, and the ops after it are matched still."""
+    out, i = [], 0
+    for o in ops:
+        want = "aten::" + o.short
+        j = next((k for k in range(i, len(events)) if events[k][0] == want), None)
+        if j is None:
+            out.append(o)
+            continue
+        out.append(dataclasses.replace(o, kernels=tuple(events[j][1])))
+        i = j + 1
+    return out
 
 
 def format_trace(t: Trace) -> str:
@@ -160,6 +200,7 @@ def format_trace(t: Trace) -> str:
             outs = " ".join("x".join(map(str, s)) or "scalar" for s in o.outputs)
             kind = "view" if o.view else (f"{o.fresh_bytes:,} B new" if o.fresh_bytes else "in place")
             lines.append(f"  {o.op:<34} {ins or '-':<30} -> {outs or '-':<14} {kind}{'  (copy)' if o.is_copy else ''}")
+            lines += [f"      kernel: {k}" for k in o.kernels]
     lines.append(f"intermediates: {t.intermediate_bytes:,} bytes beyond x, W, b and "
                  + ("y and the gradients" if t.mode == "forward_backward" else "y")
                  + f"; copies: {len(t.copies)}" + (f" ({', '.join(o.short for o in t.copies)})" if t.copies else ""))
@@ -179,13 +220,26 @@ def case_key(impl: str, shape: str, dtype: str, device: str, mode: str) -> str:
 def summary(t: Trace) -> dict:
     """What the history keeps of a trace: the ops in order with their phase, the fresh bytes
     of the intermediates and the copies."""
-    return {"ops": [f"{o.phase[0]}:{o.op}" for o in t.ops], "intermediate_bytes": t.intermediate_bytes,
-            "copies": len(t.copies)}
+    out = {"ops": [f"{o.phase[0]}:{o.op}" for o in t.ops], "intermediate_bytes": t.intermediate_bytes,
+           "copies": len(t.copies)}
+    if any(o.kernels for o in t.ops):  # on CUDA: the kernels of each op, beside the ops
+        out["kernels"] = [list(o.kernels) for o in t.ops]
+    return out
 
 
 def short_sequence(ops: list[str], phase: str = "forward") -> str:
     """``t, addmm`` from a summary's ops: the phase's short names in order."""
     return ", ".join(o.split(":", 1)[1].split(".")[1] for o in ops if o.startswith(phase[0] + ":"))
+
+
+def kernel_text(ops: list[str], kernels: list | None) -> str:
+    """``addmm: sm90_xmma_gemm_...; add: vectorized_elementwise_kernel`` from a summary's ops
+    and kernels (CUDA only; "" without kernels)."""
+    if not isinstance(kernels, list):
+        return ""
+    parts = [f"{o.split(':', 1)[1].split('.')[1]}{' (backward)' if o.startswith('b:') else ''}: {', '.join(k)}"
+             for o, k in zip(ops, kernels, strict=False) if k]
+    return "; ".join(parts)
 
 
 def display(op: str) -> str:
@@ -253,5 +307,5 @@ def load_all(results_dir: Path) -> list[dict]:
                          "commit": data.get("commit", ""), **dict(zip(("impl", "shape", "dtype", "device", "mode"),
                                                                       parts, strict=True)),
                          "ops": case["ops"], "intermediate_bytes": case.get("intermediate_bytes"),
-                         "copies": case.get("copies")})
+                         "copies": case.get("copies"), "kernels": case.get("kernels")})
     return rows

@@ -253,3 +253,33 @@ def test_a_captured_model_runs_in_asv_and_the_page_answers_per_step(asv_clone, t
     html = page.read_text()
     assert "Your model: linear time per step" in html and "small_model" in html
     assert Path(results_dir / "linbench-sweeps").is_dir()
+
+
+def test_missing_cases_are_judged_against_the_sweep_the_run_recorded(tmp_path):
+    import shutil
+
+    from linear_impls import asvrun
+    from linear_impls.report import build_report, load_results
+
+    results_dir = tmp_path / "results"
+    shutil.copytree(Path(__file__).parent / "data" / "report" / "results", results_dir)
+    files = load_results(results_dir).files
+    a = files[files["machine"] == "runner-a"].sort_values("date").iloc[-1]
+    before = build_report(results_dir, tmp_path / "before.html")
+    # runner-a's latest commit ran the hand-written tiny_model sweep file (float32), not the default sweep.
+    tiny = sweep.load(str(results_dir / asvrun.SWEEP_FILES / "tiny_model.toml"))
+    target = asvrun.Target("runner-a", (a["env"],))
+    asvrun.record_sweep(results_dir, target, [a["commit"]], tiny, ["float32"])
+    assert asvrun.recorded_sweeps(results_dir, "runner-a", a["commit"], a["env"]) == {
+        "tiny_model": {"file": True, "dtypes": ["float32"]}}
+    after = build_report(results_dir, tmp_path / "after.html")
+    assert after.n_missing < before.n_missing
+    html = (tmp_path / "after.html").read_text()
+    assert "timed cases of the tiny_model sweep" in html
+    # Only tiny_model's cases can be missing on runner-a now: its two shapes, float32.
+    from linear_impls.report.build import Analysed
+
+    d = Analysed.of(load_results(results_dir), results_dir, [sweepfile.load(tiny.path)])
+    mine = d.missing[d.missing["file"].isin(d.latest_files.loc[d.latest_files["machine"] == "runner-a", "file"])]
+    assert set(mine["shape"]) <= {"1x64x64", "64x256x256"} and set(mine["dtype"]) <= {"float32"}
+    assert set(mine["sweep"]) == {"tiny_model"}

@@ -69,3 +69,12 @@ def test_precision_is_pinned_and_recorded():
     assert gpu.reduced_precision() == {"tf32": 0, "reduced_precision_reduction": 0}
     facts = gpu.device_facts()
     assert facts["capability"] >= 3.0 and facts["multiprocessors"] > 0 and facts["memory_gib"] > 1
+
+
+def test_the_op_trace_names_the_kernels_each_op_launched():
+    from linear_impls import dispatch
+
+    t = dispatch.trace("f_linear", "64x256x256", "float32", "cuda", "forward_backward")
+    mm = [o for o in t.ops if o.short in ("addmm", "mm")]
+    assert mm and all(o.kernels for o in mm), [(o.op, o.kernels) for o in t.ops]
+    assert "kernel:" in dispatch.format_trace(t)

@@ -3,9 +3,11 @@ TorchDispatchMode on real torch; the same trace twice; bad input in one line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
+import torch
 
 from linear_impls import dispatch
 
@@ -47,6 +49,32 @@ def test_views_and_copies_are_told_apart():
     assert transpose.view and transpose.fresh_bytes == 0
     addmm = next(o for o in t.ops if o.short == "addmm")
     assert not addmm.view and addmm.fresh_bytes == 64 * 16 * 4
+
+
+def test_kernels_are_matched_to_ops_in_order_passing_over_composites():
+    ops = dispatch.trace("nn_linear", "2x3x4x5").ops  # a 3-D input: views around one addmm
+    names = [o.short for o in ops]
+    assert "addmm" in names
+    # What torch.profiler lists for such a call on CUDA: the composite linear first (no kernel of
+    # its own), the ops the trace holds, an op the trace does not hold, in order.
+    events = [("aten::linear", ()), *[(f"aten::{n}", ("gemm_kernel",) if n == "addmm" else ())
+                                      for n in names], ("aten::empty", ())]
+    got = dispatch.attach_kernels(list(ops), events)
+    assert [o.kernels for o in got] == [("gemm_kernel",) if n == "addmm" else () for n in names]
+    # An op the profiler did not list keeps no kernels; the ops after it are still matched.
+    partial = [e for e in events if e[0] != "aten::addmm"] + [("aten::addmm", ("late",))]
+    assert [o.kernels for o in dispatch.attach_kernels(list(ops), partial)][names.index("addmm")] == ("late",)
+    summary = dispatch.summary(dataclasses.replace(dispatch.trace("f_linear", "4x5"), ops=tuple(got)))
+    assert "gemm_kernel" in dispatch.kernel_text(summary["ops"], summary["kernels"])
+
+
+def test_the_profiler_lists_a_calls_aten_ops_in_order_here_without_kernels_on_the_cpu():
+    x, w, b = torch.randn(4, 5), torch.randn(3, 5), torch.randn(3)
+    events = dispatch.profiled_kernels(lambda: torch.addmm(b, x, w.t()))
+    names = [n for n, _k in events]
+    assert names.index("aten::t") < names.index("aten::addmm")
+    assert all(k == () for _n, k in events)
+    assert "kernels" not in dispatch.summary(dispatch.trace("f_linear", "4x5"))  # a CPU trace keeps none
 
 
 def test_the_cli_prints_the_same_trace_twice_and_json_has_op_phase_and_shapes():

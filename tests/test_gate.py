@@ -116,7 +116,7 @@ def test_bench_regex_narrows_the_sweep_patterns():
     (["HEAD", "HEAD", "--rounds", "1"], "--rounds must be at least 2"),
     (["HEAD", "HEAD", "--bench", "("], "is not a regular expression"),
     (["HEAD", "HEAD", "--root", "/"], "no asv.conf.json"),
-    (["HEAD", "HEAD", "--sweep", "huge"], "invalid choice"),
+    (["HEAD", "HEAD", "--sweep", "huge"], "unknown sweep 'huge'"),
 ])
 def test_gate_usage_errors_are_one_line_exit_2(args, message):
     proc = run_linbench("gate", *args, "--root", str(ROOT)) if "--root" not in args else run_linbench("gate", *args)

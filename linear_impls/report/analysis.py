@@ -134,18 +134,20 @@ def _interleaved_speedups(t: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     return t.drop(columns=["_sp", "_lo", "_hi", "_null"])
 
 
-def expected_skip(impl: str, shape: sweep.Shape | None, dtype: str, device: str, mode: str) -> str | None:
-    """Why the default sweep skips a case by design (limits, budget); None if it should run.
+def expected_skip(impl: str, shape: sweep.Shape | None, dtype: str, device: str, mode: str,
+                  sweep_def: sweep.Sweep | None = None) -> str | None:
+    """Why a sweep (default: the default sweep) skips a case by design (limits, budget); None if
+    it should run.
 
     Memory-based skips depend on the machine that ran and cannot be reproduced here.
     """
     if shape is None:
         return "malformed shape"
-    default = sweep.SWEEPS["default"]
+    sw = sweep_def or sweep.SWEEPS["default"]
     variant = compiled.base_of(impl)
     if variant is not None:
-        if not default.in_compile_subset(shape.id, dtype, mode):
-            return "compiled variants run on the default sweep's compile subset only"
+        if not sw.in_compile_subset(shape.id, dtype, mode):
+            return f"compiled variants run on the {sw.name} sweep's compile subset only"
         if impl in registry.names():  # the variant's own limits (reduce-overhead: CUDA only)
             limit = registry.get(impl).limits.excludes(dtype=dtype, device=device, rank=len(shape.input_shape))
             if limit:
@@ -161,21 +163,25 @@ def expected_skip(impl: str, shape: sweep.Shape | None, dtype: str, device: str,
             return f"{impl}: {limit}"
         if lim.workspace:
             workspace = lim.workspace(shape.rows, shape.in_features, shape.out_features, itemsize(dtype) or 4)
-    budget = sweep.SWEEPS["default"].max_call_seconds
+    budget = sw.max_call_seconds
     est = sweep.estimated_seconds(shape, dtype, device, mode, workspace)
     if est > budget:
-        return f"estimated {est * 1e3:.0f} ms a call, over the default sweep's {budget * 1e3:.0f} ms budget"
+        return f"estimated {est * 1e3:.0f} ms a call, over the {sw.name} sweep's {budget * 1e3:.0f} ms budget"
     return None
 
 
-def missing_cases(latest: pd.DataFrame, file_ids: Iterable[int], impls: list[str]) -> pd.DataFrame:
-    """Default-sweep timed cases not measured in the latest file of each machine/env, in
-    the dtypes it timed anything in.
+def missing_cases(latest: pd.DataFrame, file_ids: Iterable[int], impls: list[str],
+                  sweeps_of: dict[int, list[tuple[sweep.Sweep, list[str]]]] | None = None) -> pd.DataFrame:
+    """Timed cases not measured in the latest file of each machine/env: of the sweeps
+    ``linbench run`` recorded for it (``sweeps_of``: per file, each sweep with the dtypes it was
+    asked for), else of the default sweep (plain asv records none), in the dtypes it timed
+    anything in.
 
     Columns: file, benchmark, impl, shape, dtype, device, mode, status (failed or
-    missing), reason (why it is skipped by design, or empty).
+    missing), reason (why it is skipped by design, or empty), sweep.
     """
     default = sweep.SWEEPS["default"]
+    sweeps_of = sweeps_of or {}
     timed = latest[latest["kind"] == "time"]
     bench_names = {mode: name for name, mode in timed[["benchmark", "mode"]].drop_duplicates().itertuples(index=False)}
     for name, fixed in FIXED.items():
@@ -183,19 +189,25 @@ def missing_cases(latest: pd.DataFrame, file_ids: Iterable[int], impls: list[str
             bench_names[fixed["mode"]] = f"bench_linear.{name}"
     rows = []
     present = timed[timed["status"] != "skipped"]
+    by_name: dict[str, sweep.Sweep] = {}
     for file_id in file_ids:
         mine = present[present["file"] == file_id]
         devices = ["cpu"] + sorted(set(mine["device"]) - {"cpu"})
-        # The dtypes the run timed anything in: one that asked for float32 alone (make bench's
-        # default) is judged on float32, not on the dtypes it was never asked to run.
-        dtypes = [d for d in default.dtypes if d in set(mine["dtype"])] or list(default.dtypes)
-        idx = pd.MultiIndex.from_product([[file_id], impls, list(default.shapes), dtypes, devices,
-                                          list(sweep.MODES)], names=["file", *CASE])
-        rows.append(idx.to_frame(index=False))
-    columns = ["file", *BENCH_CASE, "status", "reason"]
+        ran = set(mine["dtype"])
+        for sw, asked in sweeps_of.get(file_id) or [(default, list(default.dtypes))]:
+            by_name[sw.name] = sw
+            # The dtypes the run timed anything in: one that asked for float32 alone (make bench's
+            # default) is judged on float32, not on the dtypes it was never asked to run.
+            dtypes = [d for d in sw.dtypes if d in ran and d in asked] or [d for d in sw.dtypes if d in asked]
+            idx = pd.MultiIndex.from_product([[file_id], impls, list(sw.shapes), dtypes, devices, list(sw.modes)],
+                                             names=["file", *CASE]).to_frame(index=False)
+            if sw.cases:  # a sweep file: its exact cases
+                idx = idx[[k in sw.cases for k in zip(idx["shape"], idx["dtype"], idx["device"], strict=True)]]
+            rows.append(idx.assign(sweep=sw.name))
+    columns = ["file", *BENCH_CASE, "status", "reason", "sweep"]
     if not rows:
         return pd.DataFrame(columns=columns)
-    expected = pd.concat(rows, ignore_index=True)
+    expected = pd.concat(rows, ignore_index=True).drop_duplicates(["file", *CASE], keep="first")
     expected["benchmark"] = expected["mode"].map(bench_names)
     measured = timed.loc[timed["status"] == "ok", ["file", *BENCH_CASE]].assign(_m=True)
     merged = expected.merge(measured, on=["file", *BENCH_CASE], how="left")
@@ -203,10 +215,11 @@ def missing_cases(latest: pd.DataFrame, file_ids: Iterable[int], impls: list[str
     failed = timed.loc[timed["status"] == "failed", ["file", *BENCH_CASE]].assign(status="failed")
     missing = missing.merge(failed, on=["file", *BENCH_CASE], how="left")
     missing["status"] = missing["status"].fillna("missing")
-    shapes = shape_info(default.shapes)
-    keys = missing[CASE].drop_duplicates()
-    reasons = {k: expected_skip(k[0], shapes[k[1]], *k[2:]) for k in keys.itertuples(index=False, name=None)}
-    missing["reason"] = [reasons[k] or "" for k in missing[CASE].itertuples(index=False, name=None)]
+    shapes = shape_info(set(missing["shape"]))
+    keys = missing[[*CASE, "sweep"]].drop_duplicates()
+    reasons = {k: expected_skip(k[0], shapes[k[1]], *k[2:5], by_name[k[5]])
+               for k in keys.itertuples(index=False, name=None)}
+    missing["reason"] = [reasons[k] or "" for k in missing[[*CASE, "sweep"]].itertuples(index=False, name=None)]
     return missing[columns].reset_index(drop=True)
 
 

@@ -22,7 +22,7 @@ class ReportSummary:
     n_results_files: int  # results files read (corrupt ones excluded)
     n_cases: int  # measured cases (every benchmark) in the latest commit of each machine/env
     n_failed: int = 0  # cases that failed in asv in the latest commit of each machine/env
-    n_missing: int = 0  # default-sweep timed cases not measured in the latest commit
+    n_missing: int = 0  # timed cases of the sweeps run (default: the default sweep) not measured, latest commit
     n_machines: int = 0
     n_commits: int = 0
     n_pytest_runs: int = 0  # pytest-benchmark files read
@@ -54,18 +54,56 @@ class Analysed:
     model_totals: pd.DataFrame | None = None  # analysis.model_steps: per model, implementation, step
     model_cases: pd.DataFrame | None = None  # ... and per case: its share of the step
 
+    sweeps: dict = field(default_factory=dict)  # per latest file: the names of the sweeps judged against
+
     @classmethod
-    def of(cls, data: Measurements) -> Analysed:
+    def of(cls, data: Measurements, results_dir: Path | None = None, models: list = (),
+           warnings: list[str] | None = None) -> Analysed:
         latest_files = analysis.latest_files(data.files)
         latest = data.frame[data.frame["file"].isin(latest_files["file"])]
         # Implementations that are checked only have no row in the timing tables.
         impls_all = analysis.impl_order(set(data.frame["impl"]) | set(registry.timed_names()))
         rated = analysis.rates(latest)
         rated["within_noise"] = analysis.within_noise(rated)
-        return cls(data.frame, data.files, data.machines, latest_files, latest, rated,
-                   analysis.missing_cases(latest, latest_files["file"], impls_all),
-                   latest[latest["kind"] == "memory"], analysis.only_in_older(data.frame, latest_files), impls_all,
-                   data.ceilings, data.dispatch)
+        sweeps_of = _sweeps_of(results_dir, latest_files, models, warnings if warnings is not None else [])
+        d = cls(data.frame, data.files, data.machines, latest_files, latest, rated,
+                analysis.missing_cases(latest, latest_files["file"], impls_all, sweeps_of),
+                latest[latest["kind"] == "memory"], analysis.only_in_older(data.frame, latest_files), impls_all,
+                data.ceilings, data.dispatch, models=list(models))
+        d.sweeps = {f: [sw.name for sw, _dtypes in v] for f, v in sweeps_of.items()}
+        return d
+
+
+def _sweeps_of(results_dir: Path | None, latest_files: pd.DataFrame, models: list,
+               warnings: list[str]) -> dict[int, list]:
+    """Per latest file, the sweeps ``linbench run`` recorded for it, each with the dtypes it was
+    asked for (``asvrun.record_sweep``); a file without a record (plain asv) is judged against
+    the default sweep.  A recorded sweep file that the results folder no longer keeps is left out,
+    with a warning."""
+    from .. import asvrun, sweep
+
+    if results_dir is None:
+        return {}
+    files_of = {m.name: m for m in models}
+    out: dict[int, list] = {}
+    for f in latest_files.itertuples(index=False):
+        recorded = asvrun.recorded_sweeps(results_dir, f.machine, f.commit, f.env)
+        mine = []
+        for name, rec in recorded.items():
+            if rec.get("file"):
+                if name not in files_of:
+                    warnings.append(f"{f.machine}/{f.commit[:8]}: ran the sweep file {name!r}, which the results "
+                                    f"folder does not keep (pass it with --sweep to judge its cases)")
+                    continue
+                sw = sweep.from_file(files_of[name])
+            elif name in sweep.SWEEPS:
+                sw = sweep.SWEEPS[name]
+            else:
+                continue
+            mine.append((sw, list(rec.get("dtypes") or sw.dtypes)))
+        if mine:
+            out[f.file] = mine
+    return out
 
 
 def build_report(results_dir: Path, out: Path, *, checks_json: Path | Iterable[Path] | None = None,
@@ -104,7 +142,8 @@ def build_report(results_dir: Path, out: Path, *, checks_json: Path | Iterable[P
     n_changes = n_missing = 0
     impls_env = analysis.impl_order(set(data.frame["impl"]) | set(registry.names())
                                     | (set(pb.frame["impl"]) if pb is not None else set()))
-    d = Analysed.of(data) if len(data.files) else None
+    models = load_models(results_dir, sweep_files, warnings) if len(data.files) else []
+    d = Analysed.of(data, results_dir, models, warnings) if len(data.files) else None
     failed = d.latest[d.latest["status"] == "failed"] if d else data.frame.iloc[0:0]
     verdict: list[dict] = []
     thresholds = history.load_thresholds(asv_conf)
@@ -114,7 +153,6 @@ def build_report(results_dir: Path, out: Path, *, checks_json: Path | Iterable[P
         d.changes = history.find_changes(d.frame[d.frame["status"] != "skipped"], d.files, thresholds, order)
         d.since = analysis.since_previous(d.frame, d.files, d.changes, order)
         d.dispatch_changes = history.dispatch_changes(d.dispatch, d.files, order)
-        d.models = load_models(results_dir, sweep_files, warnings)
         d.model_totals, d.model_cases = analysis.model_steps(d.rated, d.models)
         verdict = render.verdict_block(d)
         sections.append(render.perf_section(d, ids, asv_html))
@@ -209,7 +247,8 @@ def figures(d: Analysed | None) -> dict[str, list[dict]]:
         latest = d.dispatch[d.dispatch["file"].isin(meta.index)].join(meta, on="file")
         latest = latest.assign(n_ops=[len(o) for o in latest["ops"]])
         out["dispatch"] = _records(latest, ["machine", "env", "commit", "device", "dtype", "mode", "shape", "impl",
-                                            "sequence", "backward", "n_ops", "intermediate_bytes", "copies"])
+                                            "sequence", "backward", "n_ops", "intermediate_bytes", "copies",
+                                            "kernels"])
     keys = ["machine", "env", "commit", "sweep", "device", "dtype", "mode"]
     if d.model_totals is not None and len(d.model_totals):
         totals = d.model_totals.join(meta, on="file").assign(baseline=base)

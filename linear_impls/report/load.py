@@ -286,7 +286,7 @@ def load_results(results_dir: Path, *, allow_empty: bool = False) -> Measurement
 
 
 DISPATCH = ["file", "impl", "shape", "dtype", "device", "mode", "ops", "sequence", "backward", "intermediate_bytes",
-            "copies"]
+            "copies", "kernels"]
 
 
 def _dispatch_frame(results_dir: Path, files: pd.DataFrame) -> pd.DataFrame:
@@ -311,6 +311,8 @@ def _dispatch_frame(results_dir: Path, files: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat([own, shared, guessed], ignore_index=True).drop_duplicates(["file", *CASE], keep="first")
     out["sequence"] = [dispatch.short_sequence(o, "forward") for o in out["ops"]]
     out["backward"] = [dispatch.short_sequence(o, "backward") for o in out["ops"]]
+    kernels = out["kernels"] if "kernels" in out else [None] * len(out)
+    out["kernels"] = [dispatch.kernel_text(o, k) for o, k in zip(out["ops"], kernels, strict=True)]
     return out[DISPATCH].reset_index(drop=True)
 
 

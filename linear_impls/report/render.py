@@ -184,6 +184,7 @@ def perf_section(d, ids: Ids, asv_html: str) -> Section:
                       "tables": perf_tables(d.rated, f.file, d.impls_all, miss_lookup, f.machine, asv_html),
                       "n_missing": len(fmiss), "n_by_design": len(fmiss) - len(unexplained),
                       "n_unexplained": len(unexplained),
+                      "sweeps": ", ".join(d.sweeps.get(f.file, ["default"])),
                       "not_timed": [dt for dt in sweep.SWEEPS["default"].dtypes
                                     if dt not in set(d.rated.loc[d.rated["file"] == f.file, "dtype"])],
                       "missing_summary": analysis.missing_summary(unexplained).itertuples(index=False),
