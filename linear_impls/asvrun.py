@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import bench, dispatch, instructions, plugins, results, sweep
+from . import bench, dispatch, envvars, instructions, plugins, results, sweep
 
 
 def machine_name(asv_args: list[str]) -> str:
@@ -349,7 +349,7 @@ def run_sweep(sweep_ref: str, asv_args: list[str], *, root: Path, target: Target
         spec = f"HASHFILE:{hashfile}"
     skip = existing_cases(results_dir, commits[0], target) if resume and len(commits) == 1 else set()
     before = snapshot(results_dir, commits, target)
-    env = dict(os.environ, LINBENCH_SWEEP=sweep_def.ref)
+    env = {**os.environ, envvars.SWEEP: sweep_def.ref}
     keep_sweep_file(results_dir, sweep_def)
     # Per-function instruction counts beside this machine's results (plain asv run, which
     # cannot say its machine to a benchmark, keeps them in one folder for all machines).
@@ -383,7 +383,7 @@ def run_sweep(sweep_ref: str, asv_args: list[str], *, root: Path, target: Target
         for p in chunk.patterns:
             cmd += ["-b", p]
         t_chunk = time.perf_counter()
-        chunk_env = {**env, "LINBENCH_SELECT": case_select(chunk)}
+        chunk_env = {**env, envvars.SELECT: case_select(chunk)}
         code = subprocess.run(cmd, cwd=root, env=chunk_env).returncode
         if code < 0 or code in (130, 143):
             return code

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import checks, compiled, gpu, registry, sweep
+from . import checks, compiled, envvars, gpu, registry, sweep
 
 
 class CaseSkipped(NotImplementedError):
@@ -78,7 +78,7 @@ def sync_clock() -> float:
     return time.perf_counter()
 
 
-CHECK_CACHE_ENV = "LINBENCH_CHECK_CACHE"
+CHECK_CACHE_ENV = envvars.CHECK_CACHE
 
 
 def _check_cache_file(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str, check: str) -> Path | None:
@@ -91,7 +91,7 @@ def _check_cache_file(impl: registry.Impl, shape: sweep.Shape, dtype: str, devic
     runtime, so a change to any of them re-checks.
     """
     # LINBENCH_GATE_CACHE: the variable's name before correctness was called "check" everywhere.
-    root = os.environ.get(CHECK_CACHE_ENV) or os.environ.get("LINBENCH_GATE_CACHE") \
+    root = os.environ.get(CHECK_CACHE_ENV) or os.environ.get(envvars.GATE_CACHE) \
         or str(Path.home() / ".cache" / "linbench" / "checks")
     if root in ("", "0", "off"):
         return None
@@ -227,7 +227,7 @@ COMPILED_IMPL = rf"'{_COMPILED_PREFIX}[^']+'"
 # per process (report.load.samples_per_process).
 SPEEDUP_BLOCKS = 12
 # Processes per speedup case: the page's interval spans the spread between them.
-SPEEDUP_PROCESSES = int(os.environ.get("LINBENCH_SPEEDUP_PROCESSES", "3"))
+SPEEDUP_PROCESSES = int(os.environ.get(envvars.SPEEDUP_PROCESSES, "3"))
 
 
 def param_alternatives(values) -> str:

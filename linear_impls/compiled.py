@@ -29,10 +29,10 @@ import os
 
 import torch
 
-from . import gpu, registry
+from . import envvars, gpu, registry
 from .registry import Impl
 
-ENV = "LINBENCH_COMPILE"
+ENV = envvars.COMPILE
 PREFIX = {"default": "compiled_", "reduce-overhead": "compiled_ro_"}
 RECOMPILE_LIMIT = 1024
 

@@ -29,7 +29,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from . import registry, sidecar, sweep
+from . import envvars, registry, sidecar, sweep
 
 # Ops that copy data a linear layer's arithmetic intensity does not count.
 COPY_OPS = ("clone", "copy_", "_to_copy", "contiguous", "index_put", "cat", "stack", "expand_copy")
@@ -268,7 +268,7 @@ def changed_ops(old: list[str], new: list[str]) -> tuple[list[str], list[str]]:
 
 # Where a run keeps its traces: linbench run sets the machine's folder; plain asv, which
 # cannot tell a benchmark its machine, one folder beside every machine's results.
-SIDECAR_ENV = "LINBENCH_DISPATCH_DIR"
+SIDECAR_ENV = envvars.DISPATCH_DIR
 
 
 def sidecar_file(folder: Path, commit: str, env_name: str) -> Path:

@@ -59,7 +59,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import asvrun, bench, dispatch, instructions, plugins, results, sweep
+from . import asvrun, bench, dispatch, envvars, instructions, plugins, results, suite, sweep
 from .units import fmt
 from .verdict import classify
 
@@ -142,8 +142,8 @@ class GateResult:
 # --- performance ------------------------------------------------------------------------
 
 
-RELATIVE = "bench_linear.RelativeToTorch.track_ratio"
-INSTRUCTIONS = "bench_linear.Instructions.track_instructions"
+RELATIVE = suite.BY_KIND["ratio"].asv_name
+INSTRUCTIONS = suite.BY_KIND["instructions"].asv_name
 DISPATCH = "bench_linear.Dispatch.track_ops"
 
 
@@ -274,7 +274,7 @@ def asv_config(root: Path, workdir: Path) -> Path:
     base = root.resolve()
     # One thread: the quick cases are small, and a second OpenMP thread only adds a core
     # that a neighbour on this shared machine can stall (the other core absorbs asv itself).
-    conf.setdefault("matrix", {}).setdefault("env_nobuild", {})["LINBENCH_THREADS"] = [str(GATE_THREADS)]
+    conf.setdefault("matrix", {}).setdefault("env_nobuild", {})[envvars.THREADS] = [str(GATE_THREADS)]
     conf.update(
         repo=str(base),
         benchmark_dir=str(base / conf.get("benchmark_dir", "benchmarks")),
@@ -314,14 +314,14 @@ def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str]
         cmd += ["-b", p]
     # asv drops PYTHONPATH, which is right here: a checkout on it would shadow the commit's
     # installed linear_impls.  Plugins from elsewhere come in through $LINBENCH_PLUGIN_PATH (plugins.py).
-    env = dict(os.environ, LINBENCH_SWEEP=sweep_name, PYTHONUNBUFFERED="1")  # progress as it happens
+    env = {**os.environ, envvars.SWEEP: sweep_name, "PYTHONUNBUFFERED": "1"}  # progress as it happens
     # 0.25 s of ratio blocks per case and round, as measured by benchmarks/gate_trials.py
     # (a history takes less: it does not test significance).
-    env.setdefault("LINBENCH_RATIO_SECONDS", "0.25")
+    env.setdefault(envvars.RATIO_SECONDS, "0.25")
     env[instructions.SIDECAR_ENV] = str(callgrind_dir(workdir))
     env[dispatch.SIDECAR_ENV] = str(workdir / dispatch.SIDECAR)
     # The op traces' setup_cache cannot see -b either: the counted patterns say what to trace.
-    env["LINBENCH_SELECT"] = "|".join(f"(?:{p})" for p in counted_patterns) or "(?!)"
+    env[envvars.SELECT] = "|".join(f"(?:{p})" for p in counted_patterns) or "(?!)"
     if user_regex:  # valgrind counts only the cases --bench selects (setup_cache cannot see -b)
         env[instructions.SELECT_ENV] = user_regex
     try:

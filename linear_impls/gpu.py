@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import torch
 
+from . import envvars
+
 # --- matmul precision -------------------------------------------------------------------------
 
 # Pinned in every process that checks or times (``pin_precision``): float32 GEMMs in full
@@ -74,7 +76,7 @@ def reduced_precision() -> dict[str, int]:
 
 # --- is CUDA usable here? --------------------------------------------------------------------------
 
-CUDA_ENV = "LINBENCH_CUDA"  # "1", or "0: <reason>": decided once, inherited by every child
+CUDA_ENV = envvars.CUDA  # "1", or "0: <reason>": decided once, inherited by every child
 _PROBE = ("import json, torch\n"
           "try:\n"
           "    torch.zeros(1, device='cuda').add_(1); torch.cuda.synchronize()\n"

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import instructions
+from . import instructions, suite
 from .verdict import SAME, classify
 
 
@@ -35,11 +35,11 @@ class Metric:
 
 
 METRICS = (
-    Metric("instructions", "Instructions.track_instructions", "instructions per call",
+    Metric("instructions", suite.BY_KIND["instructions"].name, "instructions per call",
            "what the CPU executes per call, counted under callgrind: the same in every run of a commit. "
            "Blind to memory stalls and cache misses, to the AVX-512 paths (valgrind shows the program none) "
            "and to the GPU.", True),
-    Metric("ratio", "RelativeToTorch.track_ratio", "time over F.linear",
+    Metric("ratio", suite.BY_KIND["ratio"].name, "time over F.linear",
            "the call's time over torch's own F.linear on the same inputs, in alternating ~2 ms blocks in one "
            "process, so the machine's slow spells cancel. Sees memory effects and the GPU; blind to a change "
            "in torch itself (F.linear moves with it) and to changes under its noise (about 10%).", True),

@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import compiled, sidecar, supervise, sweep
+from . import compiled, envvars, sidecar, suite, supervise, sweep
 
 # Why each variable is pinned; together they make one commit's counts the same on
 # any x86-64 host (valgrind 3.19 hides AVX-512 anyway, but a newer one may not).
@@ -75,7 +75,7 @@ PINNED_ENV = {
 # (0.15% on a small case for a 500-byte variable, 1.2% seen between two sweeps run
 # by asv).  What the worker needs: finding Python, linbench and plugins, and a home.
 INHERITED_ENV = ("PATH", "HOME", "PYTHONPATH", "LD_LIBRARY_PATH", "TMPDIR", "LINEAR_IMPLS_PLUGINS",
-                 "LINBENCH_PLUGIN_PATH", "LINBENCH_SWEEP", "LINBENCH_THREADS", "LINBENCH_CHECK_CACHE")
+                 envvars.PLUGIN_PATH, envvars.SWEEP, envvars.THREADS, envvars.CHECK_CACHE)
 
 
 def worker_env(base: dict[str, str]) -> dict[str, str]:
@@ -86,11 +86,11 @@ def worker_env(base: dict[str, str]) -> dict[str, str]:
     return env
 
 
-SIDECAR_ENV = "LINBENCH_CALLGRIND_DIR"
+SIDECAR_ENV = envvars.CALLGRIND_DIR
 # A regex, as asv run's -b: only cases whose asv name matches it are counted (asv
 # cannot tell setup_cache which cases -b selected, so without it the sweep is counted).
-SELECT_ENV = "LINBENCH_INSTRUCTIONS_SELECT"
-BENCHMARK = "bench_linear.Instructions.track_instructions"
+SELECT_ENV = envvars.INSTRUCTIONS_SELECT
+BENCHMARK = suite.BY_KIND["instructions"].asv_name
 _FORMAT = 1
 
 # Calls are counted until about this many instructions are collected per case (at

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from . import envvars
+
 Forward = Callable[[torch.Tensor], torch.Tensor]
 Factory = Callable[[torch.Tensor, "torch.Tensor | None"], Forward]
 
@@ -32,7 +34,7 @@ PLUGIN_ENV = "LINEAR_IMPLS_PLUGINS"
 # Folders searched for plugins, after every installed package (os.pathsep-separated).  A
 # variable of linbench's own because asv's virtualenvs drop PYTHONPATH, and its benchmark
 # shim then removes ASV_PYTHONPATH's entries from sys.path too (linear_impls/plugins.py).
-PLUGIN_PATH_ENV = "LINBENCH_PLUGIN_PATH"
+PLUGIN_PATH_ENV = envvars.PLUGIN_PATH
 ENTRY_POINT_GROUP = "linear_impls"
 
 

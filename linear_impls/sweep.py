@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 import torch
 
-from . import gpu
+from . import envvars, gpu
 
-SWEEP_ENV = "LINBENCH_SWEEP"
-THREADS_ENV = "LINBENCH_THREADS"
+SWEEP_ENV = envvars.SWEEP
+THREADS_ENV = envvars.THREADS
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda")

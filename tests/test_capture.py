@@ -283,3 +283,37 @@ def test_missing_cases_are_judged_against_the_sweep_the_run_recorded(tmp_path):
     mine = d.missing[d.missing["file"].isin(d.latest_files.loc[d.latest_files["machine"] == "runner-a", "file"])]
     assert set(mine["shape"]) <= {"1x64x64", "64x256x256"} and set(mine["dtype"]) <= {"float32"}
     assert set(mine["sweep"]) == {"tiny_model"}
+
+
+def test_plain_asv_runs_a_sweep_file_named_relative_to_the_checkout(tmp_path):
+    """``LINBENCH_SWEEP=sweeps/mine.toml asv run`` from the checkout: asv runs each benchmark in a
+    temporary folder, where the relative path would name nothing."""
+    import subprocess
+    import sys
+
+    from linear_impls import results
+
+    from .conftest import ROOT, asv_config, run_asv
+
+    folder = ROOT / ".asv" / "test-sweeps"
+    folder.mkdir(parents=True, exist_ok=True)
+    sweep_path = folder / f"plain_{tmp_path.name}.toml"
+    sweep_path.write_text('name = "plain_asv_model"\nmodes = ["forward"]\n[[case]]\nshape = "5x7x3"\ncount = 4\n')
+    try:
+        config = asv_config(tmp_path)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        run_asv(config, "machine", "--yes", "--machine", "linbench-test")
+        proc = run_asv(config, "run", "-E", f"existing:{sys.executable}", "--set-commit-hash", head,
+                       "--machine", "linbench-test", "-b",
+                       r"^bench_linear\.Inference\.\w+\('f_linear', '(?:5x7x3|1x8x8)', 'float32', 'cpu'\)$",
+                       env_extra={"LINBENCH_SWEEP": str(sweep_path.relative_to(ROOT))})
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        (res,) = list(results.iter_files(tmp_path / "results"))
+        values = {c.params[1].strip("'"): c.value for c in results.iter_cases(res)
+                  if c.benchmark.endswith("Inference.time_forward") and c.params[0] == "'f_linear'"
+                  and c.params[2:] == ("'float32'", "'cpu'")}
+        assert values["5x7x3"] > 0  # the file's own shape: a case of asv's params, measured
+        assert values["1x8x8"] != values["1x8x8"]  # a built-in shape, not in the file: n/a (NaN)
+    finally:
+        sweep_path.unlink()

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import bench, dispatch, results
+from .. import bench, dispatch, results, suite
 
 # The tidy table: a row per measurement.  ``kind`` is the metric (time, ratio,
 # instructions, memory); ``status`` ok, failed (asv recorded an exception) or skipped.
@@ -41,37 +41,13 @@ PRECISION_FACTS = ["tf32", "reduced_precision_reduction"]
 FILE = ["file", "source", "path", "machine", "env", "commit", "date", "python", "torch", "threads",
         "compile_threads", "cpu", "dirty", "branch", "params", "env_vars", *GPU_FACTS, *PRECISION_FACTS]
 
-# Fixed parameters of the suite's benchmarks (matched on "Class.method", any module).
-FIXED = {
-    "Inference.time_forward": {"mode": "forward", "kind": "time"},
-    "Training.time_forward_backward": {"mode": "forward_backward", "kind": "time"},
-    "HostMemory.peakmem_step": {"device": "cpu", "kind": "memory"},
-    "DeviceMemory.track_peak_bytes": {"device": "cuda", "kind": "memory"},
-    "RelativeToTorch.track_ratio": {"kind": "ratio"},
-    "Speedup.track_speedup": {"kind": "speedup"},
-    "Instructions.track_instructions": {"kind": "instructions"},
-    "Dispatch.track_ops": {"kind": "ops"},
-    "CompileCost.track_cold_seconds": {"kind": "compile_cold"},
-    "CompileCost.track_warm_seconds": {"kind": "compile_warm"},
-    "CompileCost.track_graphs": {"kind": "graphs"},
-    "CompileCost.track_graph_breaks": {"kind": "graph_breaks"},
-}
+# Fixed parameters, kinds, units and parameter names of the suite's benchmarks (matched on
+# "Class.method", any module): from the catalogue (linear_impls/suite.py).
+FIXED = {m.name: {**m.fixed, "kind": m.kind} for m in suite.METRICS}
 # The unit each kind of measurement is written in (units.fmt).
-UNIT_OF = {"time": "seconds", "ratio": "ratio", "instructions": "instructions", "memory": "bytes",
-           "speedup": "speedup", "ops": "count"}
+UNIT_OF = {m.kind: m.unit for m in reversed(suite.METRICS)}
 # Parameter names of the suite's benchmarks, for a results folder without benchmarks.json.
-KNOWN_PARAM_NAMES = {
-    "Inference.time_forward": ["impl", "shape", "dtype", "device"],
-    "Training.time_forward_backward": ["impl", "shape", "dtype", "device"],
-    "HostMemory.peakmem_step": ["impl", "shape", "dtype", "mode"],
-    "DeviceMemory.track_peak_bytes": ["impl", "shape", "dtype", "mode"],
-    "RelativeToTorch.track_ratio": ["impl", "shape", "dtype", "device", "mode"],
-    "Speedup.track_speedup": ["impl", "shape", "dtype", "device", "mode"],
-    "Instructions.track_instructions": ["impl", "shape", "dtype", "device", "mode"],
-    "Dispatch.track_ops": ["impl", "shape", "dtype", "device", "mode"],
-    **{f"CompileCost.{m}": ["impl", "shape", "dtype", "device", "mode"]
-       for m in ("track_cold_seconds", "track_warm_seconds", "track_graphs", "track_graph_breaks")},
-}
+KNOWN_PARAM_NAMES = {m.name: list(m.params) for m in suite.METRICS}
 _ASV_STATS = {"ci_99_a": "ci_a", "ci_99_b": "ci_b", "q_25": "q25", "q_75": "q75", "number": "number",
               "repeat": "repeat"}
 # The suite records the thread counts it pinned as benchmarks of their own
@@ -178,7 +154,10 @@ def _benchmark_frame(b: results.Benchmark, meta: dict) -> pd.DataFrame | str:
         if col not in frame.columns:
             frame[col] = fixed.get(col, "")
     method = b.name.rsplit(".", 1)[-1]
-    frame["kind"] = fixed.get("kind") or ("time" if method.startswith("time_") else "memory")
+    # A benchmark the catalogue does not know (an older or a forked suite's) is named for what
+    # its method says, never passed off as another metric.
+    frame["kind"] = fixed.get("kind") or ("time" if method.startswith("time_") else
+                                          "memory" if method.startswith("peakmem_") else method)
     frame["benchmark"] = b.name
     return frame
 
