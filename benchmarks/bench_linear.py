@@ -36,6 +36,14 @@ import sys
 import time
 
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+# A sweep file named relative to the checkout (`LINBENCH_SWEEP=sweeps/mine.toml asv run`): asv
+# runs each benchmark in a temporary folder, where that path names nothing.  Made absolute
+# here, before any process forks from this one.
+_sweep_ref = os.environ.get("LINBENCH_SWEEP", "")
+_checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _sweep_ref and not os.path.isabs(_sweep_ref) and not os.path.exists(_sweep_ref) \
+        and os.path.isfile(os.path.join(_checkout, _sweep_ref)):
+    os.environ["LINBENCH_SWEEP"] = os.path.join(_checkout, _sweep_ref)
 # Inductor compiles in one process, not a pool of workers competing for a shared runner's
 # cores with the case being timed; recorded by Environment.track_inductor_compile_threads.
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")

@@ -227,7 +227,7 @@ COMPILED_IMPL = rf"'{_COMPILED_PREFIX}[^']+'"
 # per process (report.load.samples_per_process).
 SPEEDUP_BLOCKS = 12
 # Processes per speedup case: the page's interval spans the spread between them.
-SPEEDUP_PROCESSES = int(os.environ.get(envvars.SPEEDUP_PROCESSES, "3"))
+SPEEDUP_PROCESSES = int(os.environ.get(envvars.SPEEDUP_PROCESSES, "4"))
 
 
 def param_alternatives(values) -> str:

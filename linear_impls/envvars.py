@@ -50,7 +50,7 @@ VARS = (
         "compiled.register_from_env"),
     Var(RATIO_SECONDS, "seconds of ratio blocks per case and round", "the gate (0.25)",
         "bench_linear.RelativeToTorch"),
-    Var(SPEEDUP_PROCESSES, "worker processes per speedup case (default 3)", "benchmarks/speedup_agreement.py",
+    Var(SPEEDUP_PROCESSES, "worker processes per speedup case (default 4)", "benchmarks/speedup_agreement.py",
         "bench.SPEEDUP_PROCESSES"),
     Var(CHECK_CACHE, "where check outcomes are remembered ('off': nowhere)", "the user, the callgrind worker",
         "bench.check_cache_dir"),
