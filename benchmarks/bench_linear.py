@@ -372,6 +372,12 @@ SELECT_ENV = "LINBENCH_SELECT"
 # Block pairs per case and process: a long call varies little from block to block, so the
 # count follows the case's estimated time (as the ratio's), within these bounds.
 SPEEDUP_MIN_BLOCKS, SPEEDUP_SECONDS_PER_CASE = 4, 0.1
+# The block pairs of a case over all its processes: each process takes its share (9 in each of
+# four), so a fourth process adds what tells runs apart (the spread between processes), not time.
+SPEEDUP_TOTAL_BLOCKS = 36
+# A compiled variant compiles again in every process that times it (seconds each): it runs in
+# this many of the processes, its interval spanning fewer.
+SPEEDUP_COMPILED_PROCESSES = 3
 _SPEEDUP_CASE_TIMEOUT_S = 300.0
 _SPEEDUP_MAX_RESTARTS = 5
 # The worker: this file, imported as a plain module (asv imports it as part of the
@@ -435,8 +441,13 @@ def _speedup_cases() -> tuple[list[list], dict[str, str], str]:
     """The selected speedup cases, each with its block count, and the skipped ones."""
     sweep_def = sweep.current_sweep()
     cases, skipped = _selected_cases("Speedup", "track_speedup", sweep_def, sweep_def.speedup_dtypes)
+    most = max(SPEEDUP_MIN_BLOCKS, min(bench.SPEEDUP_BLOCKS, SPEEDUP_TOTAL_BLOCKS // bench.SPEEDUP_PROCESSES))
     return [[*c, _n_blocks(*c[1:], sweep.thread_count(), SPEEDUP_SECONDS_PER_CASE, Speedup.block_seconds,
-                           SPEEDUP_MIN_BLOCKS, bench.SPEEDUP_BLOCKS)] for c in cases], skipped, _ref(sweep_def)
+                           SPEEDUP_MIN_BLOCKS, most)] for c in cases], skipped, _ref(sweep_def)
+
+
+def _is_compiled(impl: str) -> bool:
+    return _compiled is not None and _compiled.is_compiled(impl)
 
 
 def _measure_speedups(block_seconds: float) -> dict:
@@ -461,7 +472,10 @@ def _measure_speedups(block_seconds: float) -> dict:
         for p in range(n):
             # Every other process takes the cases backwards: a slow spell of the machine,
             # or its drift, then meets different cases in each.
-            order = [c for c in (cases if p % 2 == 0 else cases[::-1]) if _speedup_key(*c[:5]) not in errors]
+            order = [c for c in (cases if p % 2 == 0 else cases[::-1]) if _speedup_key(*c[:5]) not in errors
+                     and (p < SPEEDUP_COMPILED_PROCESSES or not _is_compiled(c[0]))]
+            if not order:
+                continue
             by_key = {_speedup_key(*c[:5]): c for c in order}
             workdir = Path(tmp) / f"process{p + 1}"
             workdir.mkdir()

@@ -377,8 +377,9 @@ def explain_instructions(changes: list[Change], folder: Path, base: str, head: s
 
 
 def explain_dispatch(changes: list[Change], folder: Path, base: str, head: str) -> None:
-    """The ops added and removed, under each case whose number of ops per call changed, from
-    the traces both commits kept (``linear_impls.dispatch``)."""
+    """The ops added and removed, under each case whose op sequence changed (its number of ops
+    per call, or the ops themselves at the same number), from the traces both commits kept
+    (``linear_impls.dispatch``); such a case's verdict is "changed"."""
     traces = {(r["commit"][:8], r["impl"], r["shape"], r["dtype"], r["device"], r["mode"]): r["ops"]
               for r in dispatch.load_all(folder.parent) if r["machine"] == ""}
     for c in changes:
@@ -388,7 +389,10 @@ def explain_dispatch(changes: list[Change], folder: Path, base: str, head: str) 
         before, after = traces.get((base[:8], *case)), traces.get((head[:8], *case))
         if before is not None and after is not None and before != after:
             added, removed = dispatch.changed_ops(before, after)
-            c.functions = [f"ops added: {', '.join(added) or '-'}; removed: {', '.join(removed) or '-'}"]
+            c.functions = [f"ops added: {', '.join(added) or '-'}; removed: {', '.join(removed) or '-'}"
+                           if added or removed else "the same ops in another order"]
+            # One op swapped for another leaves the count asv tracks the same: the trace tells.
+            c.verdict = "changed"
 
 
 def checkout(root: Path, commit: str, dest: Path) -> None:

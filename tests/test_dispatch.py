@@ -158,3 +158,22 @@ def test_a_changed_dispatch_is_found_between_commits_and_nothing_else(tmp_path):
     assert c["added"] == ["aten.clone.default"] and c["removed"] == []
     figures = build.figures(build.Analysed.of(data))
     assert figures["dispatch"] and all(r["sequence"] for r in figures["dispatch"])
+
+
+def test_the_gate_names_a_dispatch_change_that_keeps_the_number_of_ops(tmp_path):
+    from linear_impls import gate
+
+    folder = tmp_path / "dispatch"
+    base, head = "a" * 40, "b" * 40
+    key = dispatch.case_key("plug", "64x256x256", "float32", "cpu", "forward")
+    dispatch.save(dispatch.sidecar_file(folder, base, "env"), base, "env",
+                  {key: {"ops": ["f:aten.t.default", "f:aten.addmm.default"], "intermediate_bytes": 0, "copies": 0}})
+    dispatch.save(dispatch.sidecar_file(folder, head, "env"), head, "env",
+                  {key: {"ops": ["f:aten.t.default", "f:aten.mm.default"], "intermediate_bytes": 0, "copies": 0}})
+    params = ("'plug'", "'64x256x256'", "'float32'", "'cpu'", "'forward'")
+    same = gate.Change(gate.DISPATCH, params, "same", 2.0, 2.0, 1.0, None, "ops")
+    other = gate.Change(gate.DISPATCH, ("'f_linear'", *params[1:]), "same", 2.0, 2.0, 1.0, None, "ops")
+    gate.explain_dispatch([same, other], folder, base, head)
+    assert same.verdict == "changed"
+    assert same.functions == ["ops added: aten.mm.default; removed: aten.addmm.default"]
+    assert other.verdict == "same" and other.functions is None  # no trace of it: nothing claimed
