@@ -386,7 +386,9 @@ _WORKER = "import sys; sys.path.insert(0, sys.argv[1]); import bench_linear; " \
           "sys.exit(bench_linear._speedup_worker(sys.argv[2], sys.argv[3]))"
 
 
-def _speedup_key(impl, shape, dtype, device, mode) -> str:
+def _case_key(impl, shape, dtype, device, mode) -> str:
+    """A case in the setup_caches' dicts and the op traces' files: ``impl|shape|dtype|device|mode``
+    (``linear_impls.dispatch.case_key``'s format, spelled here for commits older than it)."""
     return f"{impl}|{shape}|{dtype}|{device}|{mode}"
 
 
@@ -396,7 +398,7 @@ def _cached_case(cache: dict, case: tuple, what: str) -> dict:
     raised or crashed."""
     if "unavailable" in cache:
         raise NotImplementedError(cache["unavailable"])
-    key = _speedup_key(*case)
+    key = _case_key(*case)
     if key in cache["skipped"]:
         raise NotImplementedError(cache["skipped"][key])
     got = cache["cases"].get(key)
@@ -431,7 +433,7 @@ def _selected_cases(family: str, method: str, sweep_def, dtypes) -> tuple[list[t
                 continue
             reason = sweep.skip_reason(record, sweep.parse_shape(shape), dtype, device, mode, sweep_def)
             if reason:
-                skipped[_speedup_key(impl, shape, dtype, device, mode)] = reason
+                skipped[_case_key(impl, shape, dtype, device, mode)] = reason
             else:
                 cases.append((impl, shape, dtype, device, mode))
     return cases, skipped
@@ -460,7 +462,7 @@ def _measure_speedups(block_seconds: float) -> dict:
     from pathlib import Path
 
     cases, skipped, sweep_name = _speedup_cases()
-    medians: dict[str, list[float]] = {_speedup_key(*c[:5]): [] for c in cases}
+    medians: dict[str, list[float]] = {_case_key(*c[:5]): [] for c in cases}
     errors: dict[str, str] = {}
     here = str(Path(__file__).resolve().parent)
     n = bench.SPEEDUP_PROCESSES
@@ -472,11 +474,11 @@ def _measure_speedups(block_seconds: float) -> dict:
         for p in range(n):
             # Every other process takes the cases backwards: a slow spell of the machine,
             # or its drift, then meets different cases in each.
-            order = [c for c in (cases if p % 2 == 0 else cases[::-1]) if _speedup_key(*c[:5]) not in errors
+            order = [c for c in (cases if p % 2 == 0 else cases[::-1]) if _case_key(*c[:5]) not in errors
                      and (p < SPEEDUP_COMPILED_PROCESSES or not _is_compiled(c[0]))]
             if not order:
                 continue
-            by_key = {_speedup_key(*c[:5]): c for c in order}
+            by_key = {_case_key(*c[:5]): c for c in order}
             workdir = Path(tmp) / f"process{p + 1}"
             workdir.mkdir()
 
@@ -518,7 +520,7 @@ def _speedup_worker(cases_file: str, progress_file: str) -> int:
     spec = json.loads(Path(cases_file).read_text())
     with open(progress_file, "a", buffering=1) as progress:
         for impl, shape, dtype, device, mode, n_blocks in spec["cases"]:
-            key = _speedup_key(impl, shape, dtype, device, mode)
+            key = _case_key(impl, shape, dtype, device, mode)
             progress.write(json.dumps({"start": key, "t": time.monotonic()}) + "\n")
             try:
                 median = _supervise.in_child(lambda c=(impl, shape, dtype, device, mode, n_blocks): _speedup_case(
@@ -567,7 +569,7 @@ class Dispatch:
         import torch._dynamo  # noqa: F401
         traced: dict[str, dict] = {}
         for impl, shape, dtype, device, mode in cases:
-            key = _dispatch.case_key(impl, shape, dtype, device, mode)
+            key = _case_key(impl, shape, dtype, device, mode)
             try:
                 traced[key] = _supervise.in_child(lambda c=(impl, shape, dtype, device, mode): _dispatch.summary(
                     _dispatch.trace(*c)))
