@@ -377,7 +377,7 @@ SPEEDUP_MIN_BLOCKS, SPEEDUP_SECONDS_PER_CASE = 4, 0.1
 SPEEDUP_TOTAL_BLOCKS = 36
 # A compiled variant compiles again in every process that times it (seconds each): it runs in
 # this many of the processes, its interval spanning fewer.
-SPEEDUP_COMPILED_PROCESSES = 3
+SPEEDUP_COMPILED_PROCESSES = 2
 _SPEEDUP_CASE_TIMEOUT_S = 300.0
 _SPEEDUP_MAX_RESTARTS = 5
 # The worker: this file, imported as a plain module (asv imports it as part of the
