@@ -747,13 +747,6 @@ class DeviceMemory:
     track_peak_bytes.unit = "bytes"
 
 
-# A ceiling is the machine's best, and a shared machine's speed moves 20-50% between moments:
-# measured in this many processes spread over the chunk (asv's interleaved rounds), the page
-# takes the highest (report.load), so a slow spell during one cannot put the roof below cases
-# measured in a fast one (one round, 2026-12-07: a 142 GFLOP/s roof under cases at 165).
-CEILING_ROUNDS = 4
-
-
 class Ceilings:
     """The machine's compute roof for the summary page's roofline: a large GEMM's rate per
     dtype (``linear_impls.ceilings``)."""
@@ -761,7 +754,6 @@ class Ceilings:
     params = [DTYPES, DEVICES]
     param_names = ["dtype", "device"]
     timeout = 300
-    rounds = CEILING_ROUNDS
 
     def setup(self, dtype, device):
         _ceiling_available(device)
@@ -780,7 +772,6 @@ class MemoryBandwidth:
     params = [DEVICES]
     param_names = ["device"]
     timeout = 300
-    rounds = CEILING_ROUNDS
 
     def setup(self, device):
         _ceiling_available(device)

@@ -325,7 +325,7 @@ def rooflines(rated: pd.DataFrame, ceilings: pd.DataFrame) -> list[dict]:
     for (file_id, device, dtype), grp in ok.groupby(["file", "device", "dtype"], sort=True):
         peak = ceiling.get((file_id, dtype, device, "peak"))
         bandwidth = ceiling.get((file_id, "", device, "bandwidth"))
-        source = "measured: the best of a large GEMM and a GEMV, the highest of its rounds (Ceilings.track_peak_gflops)"
+        source = "measured: the best of a large GEMM and a GEMV (Ceilings.track_peak_gflops)"
         if peak is None:
             peak, source = _sweep_peak(grp)
         grp = grp.copy()

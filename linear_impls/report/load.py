@@ -229,12 +229,7 @@ def load_results(results_dir: Path, *, allow_empty: bool = False) -> Measurement
             if short(b.name) in CEILING_KINDS and not b.error and len(b.params) in (1, 2):
                 # The peak is per (dtype, device), the bandwidth per device (its dtype: "").
                 axes = b.params if len(b.params) == 2 else [["''"], *b.params]
-                # The highest of its rounds (processes spread over the run): a ceiling is the
-                # machine's best, and a slow spell during one round must not lower the roof.
-                samples = b.samples if isinstance(b.samples, list) else [None] * len(b.values)
-                values = [max([x for x in (s or []) if isinstance(x, (int, float)) and x == x] or [v])
-                          if isinstance(v, (int, float)) else v for v, s in zip(b.values, samples, strict=True)]
-                for (dtype, device), value in zip(itertools.product(*axes), values, strict=True):
+                for (dtype, device), value in zip(itertools.product(*axes), b.values, strict=True):
                     if isinstance(value, (int, float)) and value == value and value > 0:
                         ceilings.append({"file": file_id, "machine": row["machine"], "env": row["env"],
                                          "commit": row["commit"], "dtype": unrepr(dtype), "device": unrepr(device),
