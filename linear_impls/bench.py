@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import checks, compiled, envvars, gpu, registry, sweep
+from . import checks, compiled, envvars, gpu, registry, suite, sweep
 
 
 class CaseSkipped(NotImplementedError):
@@ -235,6 +235,11 @@ def param_alternatives(values) -> str:
     return "(?:" + "|".join(re.escape(repr(v)) for v in values) + ")"
 
 
+def _timed_classes(modes) -> str:
+    """The wall-time benchmarks' classes (``Inference|Training``) of ``modes``, from the catalogue."""
+    return "|".join(m.cls for m in suite.METRICS if m.kind == "time" and m.fixed.get("mode") in modes)
+
+
 def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
                  impls: list[str] | None = None) -> dict[str, str]:
     """``asv run -b`` patterns selecting a sweep's cases, per benchmark family, so others do not
@@ -267,8 +272,7 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
         compiled_impl = alt(chosen_compiled) if chosen_compiled else "(?!)"
     # A sweep file may run one mode only: the other's cases do not even start a process.
     sweep_modes = sweep_def.modes
-    timed_classes = "|".join(c for c, m in (("Inference", "forward"), ("Training", "forward_backward"))
-                             if m in sweep_modes)
+    timed_classes = _timed_classes(sweep_modes)
     modes_alt = alt(sweep_modes)
     patterns = {"Environment": r"^bench_linear\.Environment(?:Gpu|Precision)?\.",
                 "Timed": rf"^bench_linear\.(?:{timed_classes})\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}\)$"}
@@ -284,8 +288,7 @@ def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
     compile_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.compile_dtypes]
     if sweep_def.compile_shapes and compile_dtypes:
         cases = f"{compiled_impl}, {alt(sweep_def.compile_shapes)}, {alt(compile_dtypes)}, {alt(devices)}"
-        timed = "|".join(c for c, m in (("Inference", "forward"), ("Training", "forward_backward"))
-                         if m in sweep_def.compile_modes)
+        timed = _timed_classes(sweep_def.compile_modes)
         modes = alt(sweep_def.compile_modes)
         patterns["Compiled"] = (rf"^bench_linear\.(?:(?:{timed})\.\w+\({cases}\)"
                                 rf"|(?:CompileCost|Speedup)\.\w+\({cases}, {modes}\))$")
