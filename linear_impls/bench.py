@@ -137,6 +137,40 @@ def check_case(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str,
             pass  # a read-only home: gating every time is slower, not wrong
 
 
+def precheck(impls: list[registry.Impl], sweep_def: sweep.Sweep, dtypes: tuple[str, ...], devices: list[str],
+             on_case: Callable[[str, str], None] | None = None) -> dict[str, int]:
+    """Check every case of ``sweep_def`` the benchmarks would time, on its own shape, as
+    their setup does (``check_case``), so that they find the outcome remembered.
+
+    ``make bench`` runs this while asv builds its environment: on a machine that never
+    checked, the checks then cost no timed chunk anything.  ``on_case(key, outcome)``:
+    outcome is "pass", "fail: reason", "n/a: reason" or "error: reason".
+    Returns counts per outcome ({"pass", "fail", "n/a", "error"}).
+    """
+    counts = dict.fromkeys(("pass", "fail", "n/a", "error"), 0)
+    for impl in impls:
+        for shape_id in sweep_def.shapes:
+            shape = sweep.parse_shape(shape_id)
+            for dtype in dtypes:
+                for device in devices:
+                    for mode in sweep_def.modes:
+                        if sweep.skip_reason(impl, shape, dtype, device, mode, sweep_def):
+                            continue
+                        try:
+                            check_case(impl, shape, dtype, device, mode)
+                            outcome = "pass"
+                        except CaseSkipped as exc:
+                            outcome = f"n/a: {exc}"
+                        except CheckFailed as exc:
+                            outcome = f"fail: {exc}"
+                        except Exception as exc:  # a faulty implementation: reported, never stops the rest
+                            outcome = f"error: {type(exc).__name__}: {exc}"
+                        counts[outcome.split(":")[0]] += 1
+                        if on_case:
+                            on_case(f"{impl.name} {shape_id} {dtype} {device} {mode}", outcome)
+    return counts
+
+
 def prepare(impl_name: str, shape_id: str, dtype: str, device: str, mode: str, *,
             check: bool = True, sweep_def: sweep.Sweep | None = None, seed: int = 0) -> PreparedCase:
     """Everything a timed call needs, made once; raises CaseSkipped or CheckFailed.

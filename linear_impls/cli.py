@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import gate, gpu, registry, sweep
@@ -235,6 +236,36 @@ def _print_check_table(results, failed, not_dropin) -> None:
           + (f", {sum(1 for c in by_impl.values() if c['fail'])} with failures" if n_fail else "")
           + (f"; {len(dropin_of)} modules, {sum(1 for v in dropin_of.values() if not v)} drop-in replacements "
              "for nn.Linear" if dropin_of else ""))
+
+
+def cmd_precheck(args) -> int:
+    from . import bench, compiled
+
+    sw = _sweep(args.sweep)
+    if not args.impl:  # the compiled variants the benchmarks time, on the sweep's compile subset
+        for base in sweep.COMPILE_IMPLS:
+            compiled.register_compiled(base)
+    impls = _select(args.impl)
+    dtypes = tuple(d for d in _dtypes(args.dtype) if d in sw.dtypes) if args.dtype else sw.dtypes
+    devices = _devices(args.device)
+    t0 = time.perf_counter()
+    progress = sys.stderr.isatty()
+    seen = []
+
+    def on_case(key, outcome):
+        seen.append(key)
+        if progress:
+            print(f"\rlinbench precheck: {len(seen)} cases, {key}\033[K", end="", file=sys.stderr, flush=True)
+        if not outcome.startswith(("pass", "n/a")):
+            print(f"\rlinbench precheck: {key}: {outcome}"[:300] + "\033[K", file=sys.stderr, flush=True)
+
+    counts = bench.precheck(impls, sw, dtypes, devices, on_case)
+    if progress:
+        print(file=sys.stderr)
+    print(f"linbench precheck: {sum(counts.values())} timed cases of the {sw.name!r} sweep checked on their own "
+          f"shapes in {time.perf_counter() - t0:.0f} s: {counts['pass']} pass, {counts['fail']} failed, "
+          f"{counts['n/a']} n/a, {counts['error']} errors", file=sys.stderr)
+    return 1 if counts["fail"] or counts["error"] else 0
 
 
 def cmd_check_worker(args) -> int:
@@ -531,6 +562,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_capture)
 
     sweeps = ", ".join(sweep.SWEEPS)
+    p = sub.add_parser("precheck", help="check each case a sweep times on its own shape, as the benchmarks do "
+                                        "before timing it, remembering the outcomes where they find them")
+    p.add_argument("--sweep", default="default", metavar="NAME_OR_FILE", help="the sweep (default: default)")
+    p.add_argument("--impl", action="append", metavar="NAME_OR_GLOB", help="implementation(s) (default all)")
+    p.add_argument("--device", action="append", metavar="cpu|cuda", help="device(s) (default cpu)")
+    p.add_argument("--dtype", action="append", metavar="DTYPE", help="dtype(s) (default the sweep's)")
+    p.set_defaults(func=cmd_precheck)
+
     p = sub.add_parser("sweep", help="list a sweep's cases and why any is skipped here")
     p.add_argument("sweep", nargs="?", default="default", metavar="NAME_OR_FILE",
                    help=f"a built-in sweep ({sweeps}) or a sweep file (.toml, .json); default: default")
