@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from linear_impls import bench, ceilings, sweep
@@ -25,9 +26,10 @@ def test_a_case_above_its_roof_is_shown_as_a_ceiling_not_reached(tmp_path):
     from linear_impls.report import analysis
 
     # 1x4096x4096 float16 at 40 GFLOP/s under a 3 GFLOP/s "peak" (a GEMM-only ceiling): 13x its roof.
+    # mul_sum runs no GEMM: it cannot say the ceiling's own kernel was faster.
     seconds = 2 * 4096 * 4096 / 40e9
     results.write_file(tmp_path, {"machine": "m"}, "a" * 40, 1, "env", {
-        "bench_linear.Inference.time_forward": ([["f_linear"], ["1x4096x4096", "64x256x256"], ["float16"], ["cpu"]],
+        "bench_linear.Inference.time_forward": ([["mul_sum"], ["1x4096x4096", "64x256x256"], ["float16"], ["cpu"]],
                                                 [seconds, 1.0]),
         "bench_linear.Ceilings.track_peak_gflops": ([["float16"], ["cpu"]], [3.0]),
         "bench_linear.MemoryBandwidth.track_bandwidth_gbs": ([["cpu"]], [30.0])})
@@ -35,6 +37,43 @@ def test_a_case_above_its_roof_is_shown_as_a_ceiling_not_reached(tmp_path):
     (roof,) = analysis.rooflines(analysis.rates(data.frame), data.ceilings)
     points = roof["points"].set_index("shape")
     assert points.loc["1x4096x4096", "above_roof"] and not points.loc["64x256x256", "above_roof"]
+
+
+def test_a_case_running_the_ceilings_own_gemm_faster_raises_the_roof_and_says_so(tmp_path):
+    """A slow spell during the ceiling's seconds: nn_linear's GEMM (its op trace holds addmm)
+    ran at 165 GFLOP/s against a 142 ceiling; einsum's bmm at 170 proves nothing of the GEMM."""
+    import pandas as pd
+
+    from linear_impls import results
+    from linear_impls.report import analysis
+
+    flops = 2 * 512 * 1024 * 1024
+    results.write_file(tmp_path, {"machine": "m"}, "a" * 40, 1, "env", {
+        "bench_linear.Inference.time_forward": (
+            [["einsum", "nn_linear"], ["512x1024x1024", "1x4096x4096"], ["float32"], ["cpu"]],
+            [flops / 170e9, 2 * 4096**2 / 40e9, flops / 165e9, 2 * 4096**2 / 40e9]),
+        "bench_linear.Ceilings.track_peak_gflops": ([["float32"], ["cpu"]], [142.0]),
+        "bench_linear.MemoryBandwidth.track_bandwidth_gbs": ([["cpu"]], [50.0])})
+    data = load_results(tmp_path)
+    rated = analysis.rates(data.frame)
+    traces = pd.DataFrame([{"file": f, "impl": i, "shape": s, "dtype": "float32", "device": "cpu", "mode": "forward",
+                            "sequence": seq} for f in rated["file"].unique()
+                           for i, seq in (("nn_linear", "t, addmm"), ("einsum", "permute, bmm"))
+                           for s in ("512x1024x1024", "1x4096x4096")])
+    (roof,) = analysis.rooflines(rated, data.ceilings, traces)
+    assert roof["peak"] == pytest.approx(165.0)
+    assert "nn_linear at 512x1024x1024" in roof["peak_source"] and "142" in roof["peak_source"]
+    points = roof["points"].set_index(["impl", "shape"])
+    assert points.loc[("nn_linear", "512x1024x1024"), "of_roof"] == pytest.approx(1.0)
+    assert points.loc[("einsum", "512x1024x1024"), "of_roof"] == pytest.approx(170 / 165)
+    # 1x4096x4096 float32 (64 MiB of weight, beyond every cache) streamed 80 GB/s, over the 50
+    # measured: the memory roof.
+    assert roof["bandwidth"] == pytest.approx(40e9 / (2 * 4096**2 / (4 * (4096**2 + 2 * 4096 + 4096))) / 1e9,
+                                              rel=1e-3)
+    assert "streamed" in roof["bandwidth_source"]
+    # Without traces only f_linear (what the ceiling itself calls) may raise it: nothing here does.
+    (plain,) = analysis.rooflines(rated, data.ceilings)
+    assert plain["peak"] == 142.0 and plain["points"]["above_roof"].any()
 
 
 def test_the_sweep_selects_the_ceilings_in_its_dtypes():

@@ -228,7 +228,7 @@ def figures(d: Analysed | None) -> dict[str, list[dict]]:
                                        "null_low", "null_high", "value"])
     for r in out["speedups"]:
         r["seconds_per_call"] = r.pop("value")
-    for roof in analysis.rooflines(d.rated, d.ceilings):
+    for roof in analysis.rooflines(d.rated, d.ceilings, d.dispatch):
         points = roof["points"].assign(machine=roof["machine"], env=roof["env"],
                                        commit=meta.loc[roof["file"], "commit"], device=roof["device"],
                                        dtype=roof["dtype"], mode="forward")

@@ -271,7 +271,7 @@ def model_section(d, ids: Ids) -> Section | None:
 
 def peak_section(d, ids: Ids) -> Section:
     blocks = []
-    for p in analysis.rooflines(d.rated, d.ceilings):
+    for p in analysis.rooflines(d.rated, d.ceilings, d.dispatch):
         title = f"{p['machine']} · {p['device']} · {p['dtype']}"
         blocks.append({**p, "id": ids("peak"), "title": title, "best": p["best"].itertuples(index=False),
                        "chart": plots.roofline(p["points"], p["peak"], p["bandwidth"], title)})
