@@ -84,15 +84,12 @@ ONLY ?= answer
 DTYPE_ARGS := $(if $(filter all,$(DTYPES)),,$(foreach d,$(DTYPES),--dtype $(d)))
 ONLY_ARG := $(if $(filter all,$(ONLY)),,--only $(ONLY))
 # The checks run while asv builds its environment (torch installed into a virtualenv: neither
-# is timed), and end before anything is timed: linbench check, then each timed case on its own
-# shape (linbench precheck), whose outcomes the benchmarks find instead of checking again.
-# asv 0.6's `setup` exits 1 whatever happens (it returns its list of environments);
-# linbench run reports an environment that failed.
+# is timed), and end before anything is timed.  asv 0.6's `setup` exits 1 whatever happens
+# (it returns its list of environments); linbench run reports an environment that failed.
 bench: venv valgrind compiler
 	@mkdir -p reports
 	$(VENV)/bin/asv machine --yes $(MACHINE_ARG) > /dev/null
-	@{ $(VENV)/bin/linbench check $(CHECK_DEVICE_ARG) --json --quiet > reports/checks.json; echo $$? > reports/.checks-status; \
-	   $(VENV)/bin/linbench precheck --sweep $(SWEEP) $(CHECK_DEVICE_ARG) $(DTYPE_ARGS) || true; } & \
+	@{ $(VENV)/bin/linbench check $(CHECK_DEVICE_ARG) --json --quiet > reports/checks.json; echo $$? > reports/.checks-status; } & \
 	  $(VENV)/bin/asv setup > /dev/null 2>&1; wait; \
 	  [ "$$(cat reports/.checks-status)" -le 1 ] || { echo "linbench check failed ($$(cat reports/.checks-status))"; exit 1; }
 	$(VENV)/bin/linbench run --sweep $(SWEEP) $(RUN_DEVICE_ARG) $(DTYPE_ARGS) $(ONLY_ARG) $(if $(RESUME),--resume,) \

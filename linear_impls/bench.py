@@ -11,7 +11,6 @@ import hashlib
 import inspect
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import checks, compiled, envvars, gpu, registry, suite, sweep
+from . import checks, compiled, envvars, gpu, registry, sweep
 
 
 class CaseSkipped(NotImplementedError):
@@ -95,9 +94,7 @@ def _check_cache_file(impl: registry.Impl, shape: sweep.Shape, dtype: str, devic
         or str(Path.home() / ".cache" / "linbench" / "checks")
     if root in ("", "0", "off"):
         return None
-    # A derived implementation (a compiled variant) names every module its behaviour comes from.
-    names = getattr(impl.factory, "key_modules", None) or (getattr(impl.factory, "__module__", ""),)
-    modules = [sys.modules.get(n) for n in names]
+    modules = [sys.modules.get(n) for n in impl.source_modules()]
     try:
         sources = [*(inspect.getsource(m) if m else inspect.getsource(impl.factory) for m in modules),
                    inspect.getsource(checks)]
@@ -135,40 +132,6 @@ def check_case(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str,
             tmp.replace(cache)
         except OSError:
             pass  # a read-only home: gating every time is slower, not wrong
-
-
-def precheck(impls: list[registry.Impl], sweep_def: sweep.Sweep, dtypes: tuple[str, ...], devices: list[str],
-             on_case: Callable[[str, str], None] | None = None) -> dict[str, int]:
-    """Check every case of ``sweep_def`` the benchmarks would time, on its own shape, as
-    their setup does (``check_case``), so that they find the outcome remembered.
-
-    ``make bench`` runs this while asv builds its environment: on a machine that never
-    checked, the checks then cost no timed chunk anything.  ``on_case(key, outcome)``:
-    outcome is "pass", "fail: reason", "n/a: reason" or "error: reason".
-    Returns counts per outcome ({"pass", "fail", "n/a", "error"}).
-    """
-    counts = dict.fromkeys(("pass", "fail", "n/a", "error"), 0)
-    for impl in impls:
-        for shape_id in sweep_def.shapes:
-            shape = sweep.parse_shape(shape_id)
-            for dtype in dtypes:
-                for device in devices:
-                    for mode in sweep_def.modes:
-                        if sweep.skip_reason(impl, shape, dtype, device, mode, sweep_def):
-                            continue
-                        try:
-                            check_case(impl, shape, dtype, device, mode)
-                            outcome = "pass"
-                        except CaseSkipped as exc:
-                            outcome = f"n/a: {exc}"
-                        except CheckFailed as exc:
-                            outcome = f"fail: {exc}"
-                        except Exception as exc:  # a faulty implementation: reported, never stops the rest
-                            outcome = f"error: {type(exc).__name__}: {exc}"
-                        counts[outcome.split(":")[0]] += 1
-                        if on_case:
-                            on_case(f"{impl.name} {shape_id} {dtype} {device} {mode}", outcome)
-    return counts
 
 
 def prepare(impl_name: str, shape_id: str, dtype: str, device: str, mode: str, *,
@@ -248,112 +211,9 @@ def compile_cost(variant: str, shape_id: str, dtype: str, device: str, mode: str
     return compiled.first_calls(lambda: first_call(variant), eager, device)
 
 
-# An implementation parameter that is not a compiled variant: those run on the sweep's
-# compile subset only, and anywhere else each would cost a process that does nothing.
-# Every compiled prefix ("compiled_ro_" too) starts with the default mode's.
-_COMPILED_PREFIX = re.escape(compiled.PREFIX["default"])
-EAGER_IMPL = rf"'(?!{_COMPILED_PREFIX})[^']+'"
-COMPILED_IMPL = rf"'{_COMPILED_PREFIX}[^']+'"
-
-
-# The speedups' block pairs per process and case (Speedup.track_speedup), at most: fewer
+# The speedups' block pairs per process and case (the catalogue's kind ``speedup``), at most: fewer
 # for a long call.  Results from before the speedup worker hold every block, this many
 # per process (report.load.samples_per_process).
 SPEEDUP_BLOCKS = 12
 # Processes per speedup case: the page's interval spans the spread between them.
 SPEEDUP_PROCESSES = int(os.environ.get(envvars.SPEEDUP_PROCESSES, "4"))
-
-
-def param_alternatives(values) -> str:
-    """A regex group matching any of ``values`` as asv writes a param in a benchmark's name (its repr)."""
-    return "(?:" + "|".join(re.escape(repr(v)) for v in values) + ")"
-
-
-def _timed_classes(modes) -> str:
-    """The wall-time benchmarks' classes (``Inference|Training``) of ``modes``, from the catalogue."""
-    return "|".join(m.cls for m in suite.METRICS if m.kind == "time" and m.fixed.get("mode") in modes)
-
-
-def asv_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
-                 impls: list[str] | None = None) -> dict[str, str]:
-    """``asv run -b`` patterns selecting a sweep's cases, per benchmark family, so others do not
-    even start a process: ``{"Environment", "Timed" (Inference and Training),
-    "RelativeToTorch", "Instructions", "Dispatch", "HostMemory", "DeviceMemory", "Ceilings",
-    "Compiled" (the compiled variants' timings, speedups and compile cost), "CompiledRatio"
-    (their ratios to F.linear): pattern}``, each
-    present where the sweep has such cases.
-
-    asv matches them against ``name(param0, param1, ...)`` with each param's repr.
-    ``impls``: only these implementations (the ceilings, which have none, stay).
-    """
-    devices = devices or sweep.available_devices()
-    alt = param_alternatives
-    shapes, dtypes = alt(sweep_def.shapes), alt(sweep_def.dtypes)
-    mem_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.memory_dtypes]
-    eager, compiled_impl = EAGER_IMPL, COMPILED_IMPL
-    if "cuda" not in devices:  # reduce-overhead variants (CUDA graphs) run on CUDA only
-        compiled_impl = rf"'(?!{re.escape(compiled.PREFIX['reduce-overhead'])}){_COMPILED_PREFIX}[^']+'"
-    # Implementations that are checked but never timed do not even start a process.
-    untimed = [n for n in registry.names() if registry.get(n).untimed]
-    if impls is None and untimed:
-        eager = rf"(?!{alt(untimed)}[,)]){EAGER_IMPL}"
-    if impls is not None:
-        impls = [i for i in impls if i not in untimed]
-        is_compiled = re.compile(COMPILED_IMPL).fullmatch
-        # (?!) matches nothing: a family none of the chosen implementations belongs to.
-        eager = alt([i for i in impls if not is_compiled(repr(i))]) if impls else "(?!)"
-        chosen_compiled = [i for i in impls if is_compiled(repr(i))]
-        compiled_impl = alt(chosen_compiled) if chosen_compiled else "(?!)"
-    # A sweep file may run one mode only: the other's cases do not even start a process.
-    sweep_modes = sweep_def.modes
-    timed_classes = _timed_classes(sweep_modes)
-    modes_alt = alt(sweep_modes)
-    patterns = {"Environment": r"^bench_linear\.Environment(?:Gpu|Precision)?\.",
-                "Timed": rf"^bench_linear\.(?:{timed_classes})\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}\)$"}
-    # The metrics a history can trust on a shared machine: the interleaved ratio to
-    # F.linear, and (CPU, in the sweep's instruction dtypes) instructions per call.
-    patterns["RelativeToTorch"] = \
-        rf"^bench_linear\.RelativeToTorch\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}, {modes_alt}\)$"
-    # The first screen's speedups: each implementation against the baseline, interleaved.
-    speedup_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.speedup_dtypes]
-    if speedup_dtypes:
-        patterns["Speedup"] = \
-            rf"^bench_linear\.Speedup\.\w+\({eager}, {shapes}, {alt(speedup_dtypes)}, {alt(devices)}, {modes_alt}\)$"
-    compile_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.compile_dtypes]
-    if sweep_def.compile_shapes and compile_dtypes:
-        cases = f"{compiled_impl}, {alt(sweep_def.compile_shapes)}, {alt(compile_dtypes)}, {alt(devices)}"
-        timed = _timed_classes(sweep_def.compile_modes)
-        modes = alt(sweep_def.compile_modes)
-        patterns["Compiled"] = (rf"^bench_linear\.(?:(?:{timed})\.\w+\({cases}\)"
-                                rf"|(?:CompileCost|Speedup)\.\w+\({cases}, {modes}\))$")
-        # Their ratios to F.linear, for the history.
-        patterns["CompiledRatio"] = rf"^bench_linear\.RelativeToTorch\.\w+\({cases}, {modes}\)$"
-    counted = [d for d in sweep_def.dtypes if d in sweep_def.instruction_dtypes]
-    if counted and "cpu" in devices:
-        patterns["Instructions"] = \
-            rf"^bench_linear\.Instructions\.\w+\({eager}, {shapes}, {alt(counted)}, 'cpu', {modes_alt}\)$"
-    if counted:
-        # What each case dispatches to, in the dtypes whose instructions are counted (a
-        # dispatch seldom depends on the dtype; tracing costs a process per case in asv).
-        patterns["Dispatch"] = \
-            rf"^bench_linear\.Dispatch\.\w+\({eager}, {shapes}, {alt(counted)}, {alt(devices)}, {modes_alt}\)$"
-    if mem_dtypes and "cpu" in devices:
-        patterns["HostMemory"] = \
-            rf"^bench_linear\.HostMemory\.\w+\({eager}, {shapes}, {alt(mem_dtypes)}, {modes_alt}\)$"
-    # The roofline's ceilings: the compute peak in each of the sweep's dtypes on each device;
-    # the bandwidth, which has no dtype, with float32's (so a sweep chunked per dtype
-    # measures it once).
-    patterns["Ceilings"] = rf"^bench_linear\.Ceilings\.\w+\({dtypes}, {alt(devices)}\)$"
-    if "float32" in sweep_def.dtypes:
-        patterns["Ceilings"] = rf"^bench_linear\.(?:Ceilings\.\w+\({dtypes}, {alt(devices)}\)" \
-                               rf"|MemoryBandwidth\.\w+\({alt(devices)}\)" \
-                               + (r"|CacheBandwidth\.\w+\('cuda'\)" if "cuda" in devices else "") + ")$"
-    if mem_dtypes and "cuda" in devices:
-        patterns["DeviceMemory"] = \
-            rf"^bench_linear\.DeviceMemory\.\w+\({eager}, {shapes}, {alt(mem_dtypes)}, {modes_alt}\)$"
-    return patterns
-
-
-def asv_regex(sweep_def: sweep.Sweep, devices: list[str] | None = None) -> list[str]:
-    """Every pattern of :func:`asv_patterns`, as a list for ``asv run -b``."""
-    return list(asv_patterns(sweep_def, devices).values())

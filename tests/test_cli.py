@@ -157,38 +157,3 @@ def test_entry_point_plugin(tmp_path):
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert "ep_addmm" in rows and "entry point ep_impl" in rows["ep_addmm"]["source"]
 
-
-def test_precheck_remembers_each_timed_case_where_the_benchmarks_look_and_reports_a_failure(tmp_path):
-    """make bench runs it beside asv's environment build: every outcome it keeps is one a
-    benchmark's setup (bench.check_case) finds, and a wrong layer is a failure, never a crash."""
-    import os
-    import subprocess
-    import sys
-
-    from linear_impls import registry, sweep
-
-    cache = tmp_path / "checks"
-    r = run_linbench("precheck", "--sweep", "quick", "--impl", "f_linear", "--impl", "bad_nan", "--dtype", "float32",
-                     plugins="check_faulty_plugin", env_extra={"LINBENCH_CHECK_CACHE": str(cache)})
-    assert r.returncode == 1, r.stderr
-    quick = sweep.SWEEPS["quick"]
-    timed = [(s, m) for s in quick.shapes for m in quick.modes
-             if not sweep.skip_reason(registry.get("f_linear"), sweep.parse_shape(s), "float32", "cpu", m, quick)]
-    assert timed
-    # The keys as a benchmark process makes them: precision pinned (bench_linear does it on import).
-    keys = subprocess.run(
-        [sys.executable, "-c", "import sys; from linear_impls import bench, gpu, registry, sweep; gpu.pin_precision(); "
-         "[print(bench._check_cache_file(registry.get('f_linear'), sweep.parse_shape(s), 'float32', 'cpu', c)) "
-         "for s, c in (a.split(':') for a in sys.argv[1:])]",
-         *(f"{s}:{'forward' if m == 'forward' else 'backward'}" for s, m in timed)],
-        capture_output=True, text=True, check=True, env={**os.environ, "LINBENCH_CHECK_CACHE": str(cache)})
-    for line in keys.stdout.split():
-        assert Path(line).is_file(), line
-    assert len(list(cache.iterdir())) == len(timed)  # bad_nan's failures are not remembered as passes
-    assert "bad_nan" in r.stderr and "check failed" in r.stderr
-    assert f"{2 * len(timed)} timed cases" in r.stderr and f"{len(timed)} pass, {len(timed)} failed" in r.stderr
-
-
-def test_precheck_bad_sweep_is_one_line_and_exit_2(tmp_path):
-    r = run_linbench("precheck", "--sweep", str(tmp_path / "none.toml"))
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
