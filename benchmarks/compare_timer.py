@@ -12,6 +12,7 @@ median over trials, so one burst of a noisy neighbour does not decide it.
 
 from __future__ import annotations
 
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from asv_tools import cases, head_results, run_asv  # noqa: E402
 
-from linear_impls import bench, sweep  # noqa: E402
+from linear_impls import bench, suite, sweep  # noqa: E402
 
 IMPLS = ["f_linear", "nn_linear"]
 SHAPES = ["1x64x64", "64x256x256", "512x1024x1024"]
@@ -49,7 +50,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="asv's medians against torch.utils.benchmark")
     ap.add_argument("--trials", type=int, default=3)
     trials = ap.parse_args().trials
-    pattern = (r"^bench_linear\.Inference\.time_forward\('(?:f_linear|nn_linear)', "
+    forward = suite.by_kind("time", "forward").asv_name
+    pattern = (rf"^{re.escape(forward)}\('(?:f_linear|nn_linear)', "
                r"'(?:1x64x64|64x256x256|512x1024x1024)', 'float32', 'cpu'\)$")
     ratios: dict[tuple, list[float]] = {}
     print(f"threads={sweep.thread_count()}")
@@ -58,7 +60,7 @@ def main() -> int:
         before = timer_medians()
         run_asv([pattern])
         after = timer_medians()
-        recorded = cases(head_results(), "bench_linear.Inference.time_forward")
+        recorded = cases(head_results(), forward)
         for impl in IMPLS:
             for shape in SHAPES:
                 asv_med = recorded[(impl, shape, "float32", "cpu")]["median"]

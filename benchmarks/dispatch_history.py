@@ -3,7 +3,7 @@
 Builds a scratch history: a clone of HEAD plus three commits of a plugin
 (``linbench_plugins/dispatch_trial.py``): the first computes F.linear, the second adds
 ``x = x.clone()`` before it, the third changes a comment.  Then, as a user would: plain
-``asv run FIRST^..LAST`` of the op traces (``Dispatch.track_ops``) on a few
+``asv run FIRST^..LAST`` of the op traces (the catalogue's kind ``ops``) on a few
 implementations of the quick sweep, and the summary page built from that history.  The
 page's data (``reports/index.json``'s ``dispatch_changes``) must list exactly one change,
 the plugin's, at the second commit, with ``aten.clone.default`` added, and nothing for

@@ -76,8 +76,8 @@ PATTERNS=$("$PY" - $IMPLS << 'EOF'
 import sys
 sys.path.insert(0, "benchmarks")
 import bench_linear  # noqa: F401  (registers the compiled variants the suite times)
-from linear_impls import bench, sweep
-for p in bench.asv_patterns(sweep.SWEEPS["gpu"], devices=["cuda"], impls=sys.argv[1:]).values():
+from linear_impls import asvconf, sweep
+for p in asvconf.case_patterns(sweep.SWEEPS["gpu"], devices=["cuda"], impls=sys.argv[1:]).values():
     print(f"-b {p}")
 EOF
 )

@@ -170,7 +170,7 @@ def analyse(repo: Path, work: Path, commits: list[str], planted: str, asv: str, 
     page_planted = False
     for _, c in changes.iterrows():
         is_planted = (c["impl"] == PLANTED_IMPL and c["shape"] == PLANTED_SHAPE and c["after_commit"] == planted)
-        deltas = history.explain(repo / ".asv" / "results", c) or []
+        deltas = history.function_deltas(repo / ".asv" / "results", c) or []
         print(f"  {'planted' if is_planted else 'UNEXPECTED':<10} {c['kind']} {c['impl']} {c['shape']} {c['mode']}: "
               f"{short.get(c['before_commit'], c['before_commit'][:8])} -> "
               f"{short.get(c['after_commit'], c['after_commit'][:8])}, {c['before']:.4g} -> {c['after']:.4g} "

@@ -30,10 +30,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from asv_tools import ROOT, cases, results_file  # noqa: E402
 
-TIMED = ("bench_linear.Inference.time_forward", "bench_linear.Training.time_forward_backward")
+from linear_impls import suite  # noqa: E402
+
+TIMED = tuple(m.asv_name for m in suite.METRICS if m.kind == "time")
 # The deciding metrics of the history: (benchmark, label, tolerance, target share).
-DECIDING = (("bench_linear.Instructions.track_instructions", "instructions per call", 0.01, 0.99),
-            ("bench_linear.RelativeToTorch.track_ratio", "ratio to F.linear", 0.10, 0.95))
+DECIDING = ((suite.by_kind("instructions").asv_name, "instructions per call", 0.01, 0.99),
+            (suite.by_kind("ratio").asv_name, "ratio to F.linear", 0.10, 0.95))
 
 
 def _run(sweep: str, rev: str) -> float:

@@ -33,7 +33,7 @@ sys.path.append(str(ROOT))  # after $PYTHONPATH: another checkout there is the o
 
 
 
-from linear_impls import registry, sweep  # noqa: E402
+from linear_impls import registry, suite, sweep  # noqa: E402
 
 MACHINE = {"arch": "x86_64", "cpu": "synthetic", "machine": "synthetic", "num_cpu": "2", "os": "Linux",
            "ram": "25276063744"}
@@ -76,11 +76,11 @@ def synthetic_history(folder: Path, n_commits: int, seed: int = 0) -> int:
                                    else float("nan"))
         n_cases = len(fwd) + len(train) + len(ratio) + len(instr) + len(mem)
         results.write_file(folder, MACHINE, commit, 1_790_000_000_000 + c * 3_600_000, ENV, {
-            "bench_linear.Inference.time_forward": ([impls, shapes, dtypes, ["cpu"]], fwd),
-            "bench_linear.Training.time_forward_backward": ([impls, shapes, dtypes, ["cpu"]], train),
-            "bench_linear.RelativeToTorch.track_ratio": ([impls, shapes, dtypes, ["cpu"], modes], ratio),
-            "bench_linear.Instructions.track_instructions": ([impls, shapes, dtypes, ["cpu"], modes], instr),
-            "bench_linear.HostMemory.peakmem_step": ([impls, shapes, dtypes, modes], mem),
+            suite.by_kind("time", "forward").asv_name: ([impls, shapes, dtypes, ["cpu"]], fwd),
+            suite.by_kind("time", "forward_backward").asv_name: ([impls, shapes, dtypes, ["cpu"]], train),
+            suite.by_kind("ratio").asv_name: ([impls, shapes, dtypes, ["cpu"], modes], ratio),
+            suite.by_kind("instructions").asv_name: ([impls, shapes, dtypes, ["cpu"], modes], instr),
+            suite.by_kind("memory").asv_name: ([impls, shapes, dtypes, modes], mem),
             "bench_linear.Environment.track_threads": ([], [2.0]),
         })
     return n_cases

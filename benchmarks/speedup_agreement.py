@@ -1,6 +1,6 @@
 """Do two independent runs give the first screen the same answer?
 
-Runs the interleaved speedups (``Speedup.track_speedup``, float32, the default sweep's
+Runs the interleaved speedups (the catalogue's ``speedup``, float32, the default sweep's
 shapes, every implementation and a plugin that computes F.linear twice) with real asv
 twice, under two machine names, into a scratch results folder, then prints:
 
@@ -45,7 +45,7 @@ WATCHED = ("512x1024x1024", "8x128x768x3072")
 
 
 def run_once(machine: str, results: Path, plugin_dir: Path, processes: int) -> float:
-    from linear_impls import bench, sweep
+    from linear_impls import asvconf, sweep
 
     asv = str(Path(sys.executable).parent / "asv")
     from asv import util
@@ -57,7 +57,7 @@ def run_once(machine: str, results: Path, plugin_dir: Path, processes: int) -> f
     config.write_text(json.dumps(conf))
     subprocess.run([asv, "machine", "--yes", "--machine", machine], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     float32 = dataclasses.replace(sweep.SWEEPS["default"], dtypes=("float32",))
-    pattern = bench.asv_patterns(float32, ["cpu"])["Speedup"]
+    pattern = asvconf.case_patterns(float32, ["cpu"])["Speedup"]
     # The speedup worker's processes, and the cases it times (setup_cache cannot see -b).
     env = dict(os.environ, LINBENCH_SWEEP="default", LINEAR_IMPLS_PLUGINS="twice_linear",
                LINBENCH_PLUGIN_PATH=str(plugin_dir), LINBENCH_SPEEDUP_PROCESSES=str(processes),

@@ -14,11 +14,10 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from . import bench, dispatch, envvars, instructions, plugins, results, sweep
+from . import asvconf, dispatch, envvars, instructions, plugins, results, sweep
 
 
 def machine_name(asv_args: list[str]) -> str:
@@ -168,7 +167,7 @@ def chunks(sweep_def: sweep.Sweep, dtypes: list[str], skip: set[str], impls: lis
     ``roles`` that has cases on ``devices`` (default: every device here)."""
     out = []
     for dtype in dtypes:
-        patterns = bench.asv_patterns(dataclasses.replace(sweep_def, dtypes=(dtype,)), devices=devices, impls=impls)
+        patterns = asvconf.case_patterns(dataclasses.replace(sweep_def, dtypes=(dtype,)), devices=devices, impls=impls)
         for label, families, role in CHUNK_GROUPS:
             if role not in roles:
                 continue
@@ -272,7 +271,7 @@ def without_bench(asv_args: list[str]) -> list[str]:
     return out
 
 
-NOTHING_NEW = 3  # linbench run's exit status when it recorded nothing (see cli.cmd_run)
+NOTHING_NEW = 3  # linbench run's exit status when it recorded nothing (see commands.cmd_run)
 
 
 SWEEP_FILES = "linbench-sweeps"
@@ -337,7 +336,7 @@ def run_sweep(sweep_ref: str, asv_args: list[str], *, root: Path, target: Target
     sweep_def = sweep.load(sweep_ref)
     sweep_name = sweep_def.name
     chosen = [d for d in sweep_def.dtypes if not dtypes or d in dtypes]
-    asv = str(Path(sys.executable).parent / "asv")
+    asv = asvconf.executable()
     results_dir = root / ".asv" / "results"
     commits = commits or [resolve_commit(root, commit)]
     if len(commits) == 1:
@@ -358,7 +357,7 @@ def run_sweep(sweep_ref: str, asv_args: list[str], *, root: Path, target: Target
     select = uncounted_select(skip)
     if impls is not None:  # valgrind counts only the chosen implementations (setup_cache cannot see -b)
         # Both lookaheads at the start: the chosen implementations, then the uncounted ones.
-        select = rf"^(?=.*\({bench.param_alternatives(impls)}, )" + (select or "").lstrip("^")
+        select = rf"^(?=.*\({asvconf.param_alternatives(impls)}, )" + (select or "").lstrip("^")
     if select and not env.get(instructions.SELECT_ENV):
         env[instructions.SELECT_ENV] = select
     # The plugins this process loaded, in asv's environments too; then asv's discovery there
@@ -379,9 +378,7 @@ def run_sweep(sweep_ref: str, asv_args: list[str], *, root: Path, target: Target
         # so a burst from a neighbour on this shared machine hits one round of a case,
         # not both.
         # Samples kept: the speedups' are one median per process, the page's intervals.
-        cmd = [asv, "run", spec, "--interleave-rounds", "--record-samples", *asv_args]
-        for p in chunk.patterns:
-            cmd += ["-b", p]
+        cmd = asvconf.run_command(spec, chunk.patterns, "--interleave-rounds", *asv_args)
         t_chunk = time.perf_counter()
         chunk_env = {**env, envvars.SELECT: case_select(chunk)}
         code = subprocess.run(cmd, cwd=root, env=chunk_env).returncode

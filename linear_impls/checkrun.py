@@ -33,7 +33,7 @@ class CheckPlan:
     impl: Impl
     devices: list[str]
     dtypes: tuple[str, ...]
-    shapes: tuple[str, ...] = ()  # the user's own shapes, gated besides the case set
+    shapes: tuple[str, ...] = ()  # the user's own shapes, checked besides the case set
     cases: list[tuple[checks.CheckCase, str, str, str]] = field(default_factory=list)
 
     def __post_init__(self):

@@ -97,14 +97,14 @@ def register_compiled(base: str, mode: str = "default") -> str:
             return lambda x: forward(x).clone()
         return forward
 
-    # The check cache keys on the sources of both modules: the base's and this one.
-    factory.key_modules = (impl.factory.__module__, __name__)
-    # Checks and benchmarks skip (n/a, with this reason) where the variant cannot compile.
-    factory.unavailable = compiler_missing
     limits = impl.limits if mode == "default" else dataclasses.replace(impl.limits, devices=("cuda",))
     how = "torch.compile" if mode == "default" else "torch.compile(mode='reduce-overhead'), outputs cloned"
     registry.register(name, description=f"{how} of {base}: {impl.description}",
-                      expression=f"{how}({impl.expression})", limits=limits)(factory)
+                      expression=f"{how}({impl.expression})", limits=limits,
+                      # The check cache keys on the sources of the base's modules and this one.
+                      key_modules=(*impl.source_modules(), __name__),
+                      # Checks and benchmarks skip (n/a, with this reason) where it cannot compile.
+                      unavailable_on=compiler_missing)(factory)
     return name
 
 

@@ -5,7 +5,7 @@ episodes in which everything runs 1.5-2x slower for 0.1-1 s; an A/A gate on abso
 asv times (4 interleaved rounds, Mann-Whitney on the samples) flagged a 1x8x8 case
 2.0x "slower", and missed a planted 20% slowdown (``benchmarks/gate_trials.py``).
 
-* **The metric** is ``bench_linear.RelativeToTorch.track_ratio``: each case's time
+* **The metric** is the ratio to F.linear (``suite.by_kind("ratio")``): each case's time
   over torch's own ``F.linear`` on inputs of the same shape, dtype and mode,
   measured in alternating ~2 ms blocks in one process.  An episode slows both sides
   of a block alike, so the ratio holds still (A/A: 89-94% of cases within 5%) where absolute times
@@ -59,7 +59,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import asvrun, bench, dispatch, envvars, instructions, plugins, results, suite, sweep
+from . import asvconf, asvrun, dispatch, envvars, instructions, plugins, results, suite, sweep
 from .units import fmt
 from .verdict import classify
 
@@ -144,7 +144,7 @@ class GateResult:
 
 RELATIVE = suite.BY_KIND["ratio"].asv_name
 INSTRUCTIONS = suite.BY_KIND["instructions"].asv_name
-DISPATCH = "bench_linear.Dispatch.track_ops"
+DISPATCH = suite.by_kind("ops").asv_name
 
 
 def bench_patterns(sweep_def: sweep.Sweep, user_regex: str | None, *, counted: bool = False) -> list[str]:
@@ -153,18 +153,18 @@ def bench_patterns(sweep_def: sweep.Sweep, user_regex: str | None, *, counted: b
     With ``counted``, the deterministic metrics' cases instead: instruction counts (CPU) and op
     traces, in the sweep's instruction dtypes.
     """
-    alt = bench.param_alternatives
+    alt, eager = asvconf.param_alternatives, asvconf.EAGER_IMPL
     if counted:
         dtypes = [d for d in sweep_def.dtypes if d in sweep_def.instruction_dtypes]
         if not dtypes:
             return []
-        patterns = [rf"^{re.escape(INSTRUCTIONS)}\({bench.EAGER_IMPL}, {alt(sweep_def.shapes)}, {alt(dtypes)}, 'cpu', "
+        patterns = [rf"^{re.escape(INSTRUCTIONS)}\({eager}, {alt(sweep_def.shapes)}, {alt(dtypes)}, 'cpu', "
                     r"'[^']+'\)$",
                     # What each case dispatches to: as deterministic, so in the first round too.
-                    rf"^{re.escape(DISPATCH)}\({bench.EAGER_IMPL}, {alt(sweep_def.shapes)}, {alt(dtypes)}, "
+                    rf"^{re.escape(DISPATCH)}\({eager}, {alt(sweep_def.shapes)}, {alt(dtypes)}, "
                     rf"{alt(sweep.available_devices())}, '[^']+'\)$"]
     else:
-        patterns = [rf"^{re.escape(RELATIVE)}\({bench.EAGER_IMPL}, {alt(sweep_def.shapes)}, {alt(sweep_def.dtypes)}, "
+        patterns = [rf"^{re.escape(RELATIVE)}\({eager}, {alt(sweep_def.shapes)}, {alt(sweep_def.dtypes)}, "
                     rf"{alt(sweep.available_devices())}, '[^']+'\)$", r"^bench_linear\.Environment(?:Gpu|Precision)?\."]
     if user_regex is None:
         return patterns
@@ -222,7 +222,7 @@ def round_medians(samples: list[float] | None, rounds: int | None) -> list[float
     return [statistics.median(samples[i * k:(i + 1) * k]) for i in range(rounds)]
 
 
-def compare_results(base: Iterable[results.Case], head: Iterable[results.Case], factor: float,
+def compare_results(base: Iterable[results.RecordedCase], head: Iterable[results.RecordedCase], factor: float,
                     rounds: int | None = None,
                     instructions_factor: float = DEFAULT_INSTRUCTIONS_FACTOR) -> list[Change]:
     """Verdicts for every case of two asv results files (``results.iter_cases`` of each).
@@ -268,9 +268,7 @@ def compare_results(base: Iterable[results.Case], head: Iterable[results.Case], 
 
 def asv_config(root: Path, workdir: Path) -> Path:
     """A copy of the project's asv.conf.json whose results go to ``workdir``."""
-    from asv import util
-
-    conf = util.load_json(str(root / "asv.conf.json"), js_comments=True)
+    conf = asvconf.load(root / "asv.conf.json")
     base = root.resolve()
     # One thread: the quick cases are small, and a second OpenMP thread only adds a core
     # that a neighbour on this shared machine can stall (the other core absorbs asv itself).
@@ -289,7 +287,7 @@ def asv_config(root: Path, workdir: Path) -> Path:
 
 def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str], rounds: int,
             sweep_name: str, log, counted_patterns: list[str] = (), user_regex: str | None = None
-            ) -> tuple[list[results.Case], list[results.Case]]:
+            ) -> tuple[list[results.RecordedCase], list[results.RecordedCase]]:
     """Benchmark both commits, BASE then HEAD, ``rounds`` times over; the cases of each.
 
     One asv run per round, each appending its samples (``--append-samples``), rather
@@ -299,7 +297,7 @@ def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str]
     every HEAD round lies between two BASE rounds.  Instruction counts
     (``counted_patterns``) are taken in the first round only: they do not vary.
     """
-    asv = str(Path(sys.executable).parent / "asv")
+    asv = asvconf.executable()
     config = asv_config(root, workdir)
     shutil.rmtree(workdir / "results", ignore_errors=True)
     hashes = workdir / "commits.txt"
@@ -308,10 +306,8 @@ def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str]
     # no `asv machine` set up by the user.
     subprocess.run([asv, "machine", "--yes", "--machine", GATE_MACHINE], cwd=root, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=False)
-    cmd = [asv, "--config", str(config), "run", f"HASHFILE:{hashes}", "--machine", GATE_MACHINE,
-           "--record-samples", "-a", "rounds=1"]
-    for p in patterns:
-        cmd += ["-b", p]
+    cmd = asvconf.run_command(f"HASHFILE:{hashes}", patterns, "--machine", GATE_MACHINE, "-a", "rounds=1",
+                              config=config)
     # asv drops PYTHONPATH, which is right here: a checkout on it would shadow the commit's
     # installed linear_impls.  Plugins from elsewhere come in through $LINBENCH_PLUGIN_PATH (plugins.py).
     env = {**os.environ, envvars.SWEEP: sweep_name, "PYTHONUNBUFFERED": "1"}  # progress as it happens
@@ -357,7 +353,7 @@ def callgrind_dir(workdir: Path) -> Path:
     return instructions.sidecar_dir(workdir / "results" / GATE_MACHINE)
 
 
-def explain_instructions(changes: list[Change], folder: Path, base: str, head: str, top: int = 5) -> None:
+def attach_function_deltas(changes: list[Change], folder: Path, base: str, head: str, top: int = 5) -> None:
     """Fill each changed instruction count's ``functions`` from the per-function counts of both commits."""
     wanted = [c for c in changes if c.unit in COUNTED_UNITS and c.verdict in ("slower", "faster")]
     if not wanted:
@@ -376,7 +372,7 @@ def explain_instructions(changes: list[Change], folder: Path, base: str, head: s
 # --- correctness ------------------------------------------------------------------------
 
 
-def explain_dispatch(changes: list[Change], folder: Path, base: str, head: str) -> None:
+def attach_dispatch_changes(changes: list[Change], folder: Path, base: str, head: str) -> None:
     """The ops added and removed, under each case whose op sequence changed (its number of ops
     per call, or the ops themselves at the same number), from the traces both commits kept
     (``linear_impls.dispatch``); such a case's verdict is "changed"."""
@@ -475,8 +471,8 @@ def run_gate(root: Path, base_rev: str, head_rev: str, *, sweep_name: str = "qui
     if not any(c.unit in TIMED_UNITS and c.verdict != "failed at both" for c in changes):
         raise GateError("no timed case matched" + (f" --bench {user_regex!r}" if user_regex else "")
                         + f" in the {sweep_def.name} sweep")
-    explain_instructions(changes, callgrind_dir(workdir), base, head)
-    explain_dispatch(changes, workdir / dispatch.SIDECAR, base, head)
+    attach_function_deltas(changes, callgrind_dir(workdir), base, head)
+    attach_dispatch_changes(changes, workdir / dispatch.SIDECAR, base, head)
     return GateResult(base, head, changes, broken, factor, rounds, time.perf_counter() - t0, instructions_factor)
 
 

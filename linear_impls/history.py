@@ -13,7 +13,6 @@ This module is analysis only (pandas in, pandas out); the report renders it.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,13 +56,13 @@ WALL_TIME_NOISE = 0.3
 
 def load_thresholds(conf_path: Path | None) -> dict[str, float]:
     """``regressions_thresholds`` from an asv.conf.json (asv's JSON with // comments); {} if none."""
+    from . import asvconf
+
     if conf_path is None or not Path(conf_path).is_file():
         return {}
-    text = Path(conf_path).read_text(encoding="utf-8")
-    text = re.sub(r'^\s*//.*$|("(?:\\.|[^"\\])*")|//.*$', lambda m: m.group(1) or "", text, flags=re.M)
     try:
-        conf = json.loads(text)
-    except ValueError:
+        conf = asvconf.load(Path(conf_path))
+    except Exception:  # asv's loader raises its own UserError on a malformed file
         return {}
     table = conf.get("regressions_thresholds") if isinstance(conf, dict) else None
     out = {}
@@ -166,19 +165,29 @@ def series(frame: pd.DataFrame, files: pd.DataFrame, case: dict,
     return out
 
 
-def explain(results_dir: Path, change: pd.Series, top: int = 5) -> list[instructions.FunctionDelta] | None:
+def function_deltas(results_dir: Path, change: pd.Series, top: int = 5,
+                    loaded: dict | None = None) -> list[instructions.FunctionDelta] | None:
     """The functions behind a changed instruction count, from the per-function counts kept beside the results.
 
     None when either commit's counts were not kept (an older run, another results folder).
+    ``loaded``: the counts files read so far, shared between calls (the report's loader
+    reads each once for all of a page's changes).
     """
     if change["kind"] != "instructions":
         return None
+    loaded = {} if loaded is None else loaded
+
+    def counts(folder: Path, commit: str) -> dict:
+        if (folder, commit, change["env"]) not in loaded:
+            loaded[folder, commit, change["env"]] = instructions.load(folder, commit, change["env"])
+        return loaded[folder, commit, change["env"]]
+
     key = instructions.case_key(change["impl"], change["shape"], change["dtype"], change["mode"])
     # The machine's own folder (linbench run, the gate), else the shared one (plain asv run).
     for folder in (Path(results_dir) / change["machine"], Path(results_dir)):
         folder = instructions.sidecar_dir(folder)
-        base = instructions.load(folder, change["before_commit"], change["env"]).get(key)
-        head = instructions.load(folder, change["after_commit"], change["env"]).get(key)
+        base = counts(folder, change["before_commit"]).get(key)
+        head = counts(folder, change["after_commit"]).get(key)
         if base and head:
             return instructions.delta(base["functions"], head["functions"], top)
     return None

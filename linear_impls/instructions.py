@@ -150,7 +150,9 @@ def estimated_instructions(shape: sweep.Shape, dtype: str, mode: str, workspace_
 
 
 @dataclass(frozen=True)
-class Case:
+class CountedCase:
+    """One CPU case counted under callgrind: what the callgrind worker is given, and its key."""
+
     impl: str
     shape: str
     dtype: str
@@ -189,37 +191,33 @@ def skip_reason(impl, shape: sweep.Shape, dtype: str, mode: str, sweep_def: swee
     return None
 
 
-def asv_name(case: Case) -> str:
+def asv_name(case: CountedCase) -> str:
     """The case's name as asv writes it (and matches ``-b`` against)."""
     return f"{BENCHMARK}({case.impl!r}, {case.shape!r}, {case.dtype!r}, 'cpu', {case.mode!r})"
 
 
 def select_cases(sweep_def: sweep.Sweep, impls: Iterable,
-                 select: str | None = None) -> tuple[list[Case], dict[str, str]]:
+                 select: str | None = None) -> tuple[list[CountedCase], dict[str, str]]:
     """The sweep's CPU cases to count, and the reason for each one that is not counted.
 
     ``select``: a regex (as ``asv run -b``); cases whose asv name it does not match are left out.
     """
     pattern = re.compile(select) if select else None
     chosen, skipped = [], {}
-    for impl in impls:
-        for shape_id in sweep_def.shapes:
-            shape = sweep.parse_shape(shape_id)
-            for dtype in sweep.DTYPES:
-                for mode in sweep.MODES:
-                    case = Case(impl.name, shape_id, dtype, mode)
-                    if pattern and not pattern.search(asv_name(case)):
-                        skipped[case.key] = f"not counted: ${SELECT_ENV} ({select!r}) leaves it out"
-                        continue
-                    reason = skip_reason(impl, shape, dtype, mode, sweep_def)
-                    if reason:
-                        skipped[case.key] = reason
-                    else:
-                        chosen.append(case)
+    for impl, shape, dtype, _cpu, mode in sweep.cases(sweep_def, impls, sweep.DTYPES, ["cpu"], sweep.MODES):
+        case = CountedCase(impl.name, shape.id, dtype, mode)
+        if pattern and not pattern.search(asv_name(case)):
+            skipped[case.key] = f"not counted: ${SELECT_ENV} ({select!r}) leaves it out"
+            continue
+        reason = skip_reason(impl, shape, dtype, mode, sweep_def)
+        if reason:
+            skipped[case.key] = reason
+        else:
+            chosen.append(case)
     return chosen, skipped
 
 
-def calls_for(case: Case) -> int:
+def calls_for(case: CountedCase) -> int:
     """How many calls to count: enough that the total nears TARGET_INSTRUCTIONS."""
     est = estimated_instructions(sweep.parse_shape(case.shape), case.dtype, case.mode)
     return max(1, min(MAX_CALLS, math.ceil(TARGET_INSTRUCTIONS / est)))
@@ -341,7 +339,7 @@ def valgrind_command(out_prefix: Path) -> list[str]:
             f"--callgrind-out-file={out_prefix}", "--dump-instr=no", "--dump-line=no", "--quiet"]
 
 
-def measure(cases: list[Case], sweep_name: str, *, python: str = sys.executable, env: dict | None = None,
+def measure(cases: list[CountedCase], sweep_name: str, *, python: str = sys.executable, env: dict | None = None,
             workdir: Path | None = None, log: Callable[[str], None] | None = None,
             case_timeout: float = CASE_TIMEOUT_S) -> dict[str, dict]:
     """Count every case under callgrind, in as few valgrind processes as faults allow.
@@ -357,56 +355,37 @@ def measure(cases: list[Case], sweep_name: str, *, python: str = sys.executable,
     workdir = Path(tempfile.mkdtemp(prefix="linbench-callgrind-")) if own_tmp else workdir
     workdir.mkdir(parents=True, exist_ok=True)
     child_env = worker_env(dict(os.environ if env is None else env))
-    results: dict[str, dict] = {}
-    todo = list(cases)
-    attempt = 0
+    by_key = {c.key: c for c in cases}
+    run_dirs: list[Path] = []
+
+    def command(todo: list[str], progress_file: Path) -> list[str]:
+        # One folder per valgrind process (run1, run2, ...): its cases and its dumps.
+        run_dir = workdir / f"run{len(run_dirs) + 1}"
+        run_dirs.append(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir()
+        spec = {"sweep": sweep_name, "cases": [[c.impl, c.shape, c.dtype, c.mode, calls_for(c)]
+                                               for c in (by_key[k] for k in todo)]}
+        (run_dir / "cases.json").write_text(json.dumps(spec))
+        log(f"linbench: counting instructions of {len(todo)} cases under callgrind"
+            + (f" (process {len(run_dirs)})" if len(run_dirs) > 1 else ""))
+        return [*valgrind_command(run_dir / "callgrind.out"), python, "-m", "linear_impls.instructions",
+                str(run_dir / "cases.json"), str(progress_file)]
+
     t_start = time.perf_counter()
     try:
-        while todo:
-            attempt += 1
-            if attempt > MAX_RESTARTS + 1:
-                for c in todo:
-                    results[c.key] = {"error": f"not measured: the valgrind process failed {MAX_RESTARTS + 1} times"}
-                break
-            run_dir = workdir / f"run{attempt}"
-            shutil.rmtree(run_dir, ignore_errors=True)
-            run_dir.mkdir()
-            spec = {"sweep": sweep_name, "cases": [[c.impl, c.shape, c.dtype, c.mode, calls_for(c)] for c in todo]}
-            (run_dir / "cases.json").write_text(json.dumps(spec))
-            progress_file = run_dir / "progress.jsonl"
-            progress_file.touch()
-            cmd = [*valgrind_command(run_dir / "callgrind.out"), python, "-m", "linear_impls.instructions",
-                   str(run_dir / "cases.json"), str(progress_file)]
-            log(f"linbench: counting instructions of {len(todo)} cases under callgrind"
-                + (f" (process {attempt})" if attempt > 1 else ""))
-            with open(run_dir / "valgrind.log", "w") as vlog:
-                proc = subprocess.Popen(cmd, env=child_env, stdout=vlog, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
-                events, hung = supervise.follow(proc, progress_file, case_timeout, len(todo), log, "instructions")
-            status = proc.returncode
-            started = None
-            for ev in events:
-                if "start" in ev:
-                    started = ev["start"]
-                elif "done" in ev:
-                    results[ev["done"]] = {"calls": ev["calls"]}
-                    started = None
-                elif "error" in ev:
-                    results[ev["error"]] = {"error": ev["reason"]}
-                    started = None
+        got = supervise.run_cases(list(by_key), command, workdir, env=child_env, case_timeout=case_timeout,
+                                  max_restarts=MAX_RESTARTS, label="valgrind", log=log)
+        results: dict[str, dict] = {k: {"error": r["error"]} if "error" in r else {"calls": r["calls"]}
+                                    for k, r in got.items()}
+        for run_dir in run_dirs:
             for desc, total, functions in iter_dumps(run_dir):
                 if desc in results and "calls" in results[desc]:
                     n = results[desc]["calls"]
-                    results[desc].update(instructions=total / n,
-                                         functions={f: c / n for f, c in functions.items()})
-            if started is not None:  # the process died (or hung) inside this case
-                why = (f"hung: no result in {case_timeout:.0f} s under valgrind" if hung
-                       else f"the process died ({supervise.exit_reason(status)}) under valgrind")
-                results[started] = {"error": why}
-            elif status != 0 and not hung and len([c for c in todo if c.key not in results]) == len(todo):
-                tail = (run_dir / "valgrind.log").read_text(errors="replace").strip().splitlines()[-3:]
-                raise InstructionsUnavailable(f"valgrind failed ({supervise.exit_reason(status)}): {' | '.join(tail)}")
-            todo = [c for c in todo if c.key not in results]
+                    results[desc].update(instructions=total / n, functions={f: c / n for f, c in functions.items()})
+        failed_start = [r["error"] for r in results.values() if "worker failed to start" in r.get("error", "")]
+        if results and len(failed_start) == len(results):  # valgrind itself, not one case
+            raise InstructionsUnavailable(failed_start[0])
     finally:
         if own_tmp:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -103,13 +103,21 @@ class Impl:
     module: type | None = None
     # Why it is checked but never timed (None: timed like every other).
     untimed: str | None = None
+    # The modules whose source its check outcomes depend on (the check cache's key); empty:
+    # the factory's own.  A derived implementation (a compiled variant) names its base's too.
+    key_modules: tuple[str, ...] = ()
+    # ``unavailable_on(device)``: why it cannot run on a device here, None when it can (a
+    # compiled variant without a C++ compiler); None: it always can.
+    unavailable_on: Callable[[str], str | None] | None = None
 
     def unavailable(self, device: str) -> str | None:
-        """Why this implementation cannot run on ``device`` here (None when it can): what its
-        factory's ``unavailable(device)`` says, if it has one (a compiled variant without a
-        C++ compiler).  Unlike ``limits``, a fact of this machine, not a declaration."""
-        check = getattr(self.factory, "unavailable", None)
-        return check(device) if check is not None else None
+        """Why this implementation cannot run on ``device`` here (None when it can).  Unlike
+        ``limits``, a fact of this machine, not a declaration."""
+        return self.unavailable_on(device) if self.unavailable_on is not None else None
+
+    def source_modules(self) -> tuple[str, ...]:
+        """The modules whose source its behaviour comes from (``key_modules``, else the factory's)."""
+        return self.key_modules or (getattr(self.factory, "__module__", ""),)
 
     def build(self, weight: torch.Tensor, bias: torch.Tensor | None) -> Forward:
         forward = self.factory(weight, bias)
@@ -146,11 +154,13 @@ def register(
     baseline: bool = False,
     untimed: str | None = None,
     module: type | None = None,
+    key_modules: tuple[str, ...] = (),
+    unavailable_on: Callable[[str], str | None] | None = None,
 ) -> Callable[[Factory], Factory]:
     """Register ``factory(weight, bias) -> forward`` under ``name`` (default: the factory's own
     name); returns the factory unchanged.  ``untimed``: why it is checked but never timed
     (its cases are n/a in the benchmarks with that reason).  ``module``: set by
-    ``register_module``.
+    ``register_module``; ``key_modules`` and ``unavailable_on``: see ``Impl``.
 
     >>> @register(description="x @ W.T + b, written out")
     ... def my_impl(weight, bias):
@@ -181,6 +191,8 @@ def register(
             baseline=baseline,
             module=module,
             untimed=untimed,
+            key_modules=tuple(key_modules),
+            unavailable_on=unavailable_on,
         )
         return factory
 
@@ -275,20 +287,12 @@ def _module_factory(cls: type, label: str) -> Factory:
         return layer
 
     factory.__module__, factory.__name__, factory.__qualname__ = cls.__module__, label, cls.__qualname__
-    # The check cache keys on the class's module and on this one (which builds it).
-    factory.key_modules = (cls.__module__, __name__)
     return factory
 
 
-def register_module(
-    name: str | None = None,
-    *,
-    description: str,
-    expression: str | None = None,
-    limits: Limits | None = None,
-    baseline: bool = False,
-    untimed: str | None = None,
-) -> Callable[[type], type]:
+def register_module(name: str | None = None, *, description: str, expression: str | None = None,
+                    limits: Limits | None = None, baseline: bool = False,
+                    untimed: str | None = None) -> Callable[[type], type]:
     """Register an ``nn.Module`` class built like nn.Linear, ``cls(in_features, out_features,
     bias=True)``, under ``name`` (default: the class's name); returns the class unchanged.
 
@@ -311,19 +315,16 @@ def register_module(
         if not takes_bias(cls):
             lim = replace(lim, bias_required=True)
         register(label, description=description, expression=expression or f"{cls.__name__}(in, out)(x)",
-                 limits=lim, baseline=baseline, untimed=untimed, module=cls)(_module_factory(cls, label))
+                 limits=lim, baseline=baseline, untimed=untimed, module=cls,
+                 # The check cache keys on the class's module and on this one (which builds it).
+                 key_modules=(cls.__module__, __name__))(_module_factory(cls, label))
         return cls
 
     return decorator
 
 
-def register_forward(
-    name: str | None = None,
-    *,
-    description: str,
-    expression: str | None = None,
-    limits: Limits | None = None,
-) -> Callable[[Callable], Callable]:
+def register_forward(name: str | None = None, *, description: str, expression: str | None = None,
+                     limits: Limits | None = None) -> Callable[[Callable], Callable]:
     """Register a forward written as one expression: ``fn(x, weight)``, to which the bias is
     added here, or ``fn(x, weight, bias)``, which gets the bias (None when there is none)
     and adds it itself (a fused ``addmm``, ``F.linear``).  Returns ``fn`` unchanged.

@@ -27,7 +27,7 @@ class UnreadableResults(Exception):
 
 
 @dataclass(frozen=True)
-class Case:
+class RecordedCase:
     """One parameter combination of one benchmark in one results file."""
 
     benchmark: str
@@ -110,13 +110,13 @@ def iter_benchmarks(res: asv_results.Results) -> Iterator[Benchmark]:
         yield Benchmark(name, params, values, stats, samples, started.get(name))
 
 
-def iter_cases(res: asv_results.Results) -> Iterator[Case]:
+def iter_cases(res: asv_results.Results) -> Iterator[RecordedCase]:
     """Every case of a results file, in asv's order (the product of the parameter axes)."""
     for b in iter_benchmarks(res):
         if b.error:
             continue
         for combo, value, stat, smp in zip(itertools.product(*b.params), b.values, b.stats, b.samples, strict=True):
-            yield Case(b.name, tuple(combo), value, stat, smp, b.started_at)
+            yield RecordedCase(b.name, tuple(combo), value, stat, smp, b.started_at)
 
 
 def _aligned(values: object, n: int) -> list:

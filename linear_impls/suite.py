@@ -3,7 +3,7 @@
 A metric is one asv benchmark of ``benchmarks/bench_linear.py`` that measures cases: its
 name as asv spells it (``Class.method``; asv prefixes the module), what the report calls
 its kind, the unit it is written in, its parameter names and the parameters its class fixes,
-the family of ``asv run -b`` patterns that selects it (``bench.asv_patterns``, and so the chunk
+the family of ``asv run -b`` patterns that selects it (``asvconf.case_patterns``, and so the chunk
 that runs it: ``asvrun.CHUNK_GROUPS``), and whether and beyond what asv threshold it decides
 the history (asv.conf.json's ``regressions_thresholds``).
 
@@ -31,7 +31,7 @@ class Metric:
     unit: str  # units.fmt's unit
     params: tuple[str, ...]  # asv's param_names, in order
     fixed: dict = field(default_factory=dict)  # what the class fixes: {"mode": "forward"}
-    family: str = ""  # bench.asv_patterns' key: which -b pattern (and chunk) selects it
+    family: str = ""  # asvconf.case_patterns' key: which -b pattern (and chunk) selects it
     # asv's regressions_thresholds for it (asv.conf.json), and whether the history decides with it.
     threshold: float | None = None
     decides: bool = False
@@ -77,6 +77,17 @@ def of(name: str) -> Metric | None:
     prefix); None for one that is not catalogued."""
     parts = name.split(".")
     return BY_NAME.get(".".join(parts[-2:])) if len(parts) >= 2 else None
+
+
+def by_kind(kind: str, mode: str | None = None) -> Metric:
+    """The metric of a report kind; of the wall times (two classes), the one timing ``mode``.
+
+    Everything outside the suite names a metric this way, so that its asv name is spelled
+    here and in its benchmark only."""
+    found = [m for m in METRICS if m.kind == kind and (mode is None or m.fixed.get("mode", mode) == mode)]
+    if not found:
+        raise KeyError(f"no {kind!r} metric{f' for {mode}' if mode else ''} in the suite's catalogue")
+    return found[0]
 
 
 def thresholds() -> dict[str, float]:

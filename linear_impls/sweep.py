@@ -306,12 +306,25 @@ def free_memory_bytes(device: str) -> int:
     return 1 << 62  # unknown: do not skip on memory grounds
 
 
-def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: Sweep | None = None,
-                *, free_bytes: dict[str, int] | int | None = None) -> str | None:
-    """Why a case is not run (None when it is): sweep, device, declared limits, memory on each
-    device it needs, the per-call budget, and the cost of its check's reference.
+def cases(sweep_def: Sweep, impls, dtypes=None, devices=None, modes=None):
+    """Every (impl, shape, dtype, device, mode) of ``sweep_def`` for ``impls``, in one order:
+    the loop the checks, the benchmarks' own-shape checks, instruction counting and
+    ``linbench sweep`` share.  ``dtypes``, ``devices`` and ``modes`` default to the sweep's
+    own (devices: every one).  Which of them run is each caller's policy: ``skip_reason``."""
+    for impl in impls:
+        for shape_id in sweep_def.shapes:
+            shape = parse_shape(shape_id)
+            for dtype in sweep_def.dtypes if dtypes is None else dtypes:
+                for device in DEVICES if devices is None else devices:
+                    for mode in sweep_def.modes if modes is None else modes:
+                        yield impl, shape, dtype, device, mode
 
-    ``free_bytes``: free memory per device (an int: the case's own device), instead of asking."""
+
+def design_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: Sweep | None = None) -> str | None:
+    """Why a sweep skips a case by design, whatever the machine (None when it runs it): the
+    sweep's cases, the implementation's declared limits, the per-call budget and the cost of
+    its check's reference.  The report judges a results file's missing cases by this, on a
+    machine that may not be the one that ran it."""
     sweep = sweep or current_sweep()
     if shape.id not in sweep.shapes:
         return f"not in the {sweep.name!r} sweep"
@@ -327,26 +340,12 @@ def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: S
                 f"{', '.join(sweep.compile_modes)}")
     if dtype not in sweep.dtypes:
         return f"{dtype} not in the {sweep.name!r} sweep"
-    unavailable = device_unavailable_reason(device)
-    if unavailable:
-        return f"device {device} not available on this machine: {unavailable}"
     if impl.untimed:
         return f"{impl.name}: {impl.untimed}"
-    limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(shape.input_shape)) \
-        or impl.unavailable(device)
+    limit = impl.limits.excludes(dtype=dtype, device=device, rank=len(shape.input_shape))
     if limit:
         return f"{impl.name}: {limit}"
-    itemsize = dtype_of(dtype).itemsize
-    workspace = impl.limits.workspace(shape.rows, shape.in_features, shape.out_features, itemsize) \
-        if impl.limits.workspace else 0
-    given = {device: free_bytes} if isinstance(free_bytes, int) else (free_bytes or {})
-    for where, need in memory_needs(shape, dtype, device, mode, workspace).items():
-        free = given[where] if where in given else free_memory_bytes(where)
-        if need > free * 0.8:
-            what = "the case" if where == device and device != "cpu" else (
-                "the case and its check's float64 reference" if where == device else "its check's float64 reference")
-            return f"{what} need ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on {where}"
-    est = estimated_seconds(shape, dtype, device, mode, workspace)
+    est = estimated_seconds(shape, dtype, device, mode, _workspace(impl, shape, dtype))
     if est > sweep.max_call_seconds:
         bigger = "raise max_call_seconds in the file to run it" if sweep.path else "the 'full' sweep runs it"
         return (f"estimated {est * 1e3:.0f} ms a call, over the {sweep.name!r} sweep's "
@@ -354,6 +353,37 @@ def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: S
     ref = reference_seconds(shape, mode)
     if ref > MAX_REFERENCE_SECONDS:
         return f"its check's float64 reference on the CPU would take ~{ref:.0f} s, over {MAX_REFERENCE_SECONDS:.0f} s"
+    return None
+
+
+def _workspace(impl, shape: Shape, dtype: str) -> int:
+    if not impl.limits.workspace:
+        return 0
+    return impl.limits.workspace(shape.rows, shape.in_features, shape.out_features, dtype_of(dtype).itemsize)
+
+
+def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: Sweep | None = None,
+                *, free_bytes: dict[str, int] | int | None = None) -> str | None:
+    """Why a case is not run here (None when it is): the device, the sweep's design
+    (``design_reason``), what this machine cannot do (a compiled variant without a compiler),
+    and memory on each device the case needs.
+
+    ``free_bytes``: free memory per device (an int: the case's own device), instead of asking."""
+    unavailable = device_unavailable_reason(device)
+    if unavailable:
+        return f"device {device} not available on this machine: {unavailable}"
+    reason = design_reason(impl, shape, dtype, device, mode, sweep)
+    if reason:
+        return reason
+    if impl.unavailable(device):
+        return f"{impl.name}: {impl.unavailable(device)}"
+    given = {device: free_bytes} if isinstance(free_bytes, int) else (free_bytes or {})
+    for where, need in memory_needs(shape, dtype, device, mode, _workspace(impl, shape, dtype)).items():
+        free = given[where] if where in given else free_memory_bytes(where)
+        if need > free * 0.8:
+            what = "the case" if where == device and device != "cpu" else (
+                "the case and its check's float64 reference" if where == device else "its check's float64 reference")
+            return f"{what} need ~{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free on {where}"
     return None
 
 

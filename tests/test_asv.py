@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from linear_impls import bench, instructions, sweep
+from linear_impls import asvconf, instructions, sweep
 
 from .conftest import ASV_FAULTY, ASV_GOOD, ASV_MORE_FAULTY, ASV_SHAPES, ASV_TIMEOUT, ROOT, asv_config, run_asv
 
@@ -127,7 +127,7 @@ def test_asv_times_the_prepared_step_itself(tmp_path):
 def test_regex_selects_exactly_the_sweep():
     import re
 
-    pats = [re.compile(p) for p in bench.asv_regex(sweep.SWEEPS["quick"], ["cpu"])]
+    pats = [re.compile(p) for p in asvconf.all_patterns(sweep.SWEEPS["quick"], ["cpu"])]
 
     def selected(name):
         return any(p.search(name) for p in pats)

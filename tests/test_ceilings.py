@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from linear_impls import bench, ceilings, sweep
+from linear_impls import asvconf, ceilings, sweep
 from linear_impls.report import load_results
 
 
@@ -23,7 +23,7 @@ def test_peak_and_bandwidth_are_measured_rates():
 
 def test_a_case_above_its_roof_is_shown_as_a_ceiling_not_reached(tmp_path):
     from linear_impls import results
-    from linear_impls.report import analysis
+    from linear_impls.report import analysis, roofline
 
     # 1x4096x4096 float16 at 40 GFLOP/s under a 3 GFLOP/s "peak" (a GEMM-only ceiling): 13x its roof.
     # mul_sum runs no GEMM: it cannot say the ceiling's own kernel was faster.
@@ -34,7 +34,7 @@ def test_a_case_above_its_roof_is_shown_as_a_ceiling_not_reached(tmp_path):
         "bench_linear.Ceilings.track_peak_gflops": ([["float16"], ["cpu"]], [3.0]),
         "bench_linear.MemoryBandwidth.track_bandwidth_gbs": ([["cpu"]], [30.0])})
     data = load_results(tmp_path)
-    (roof,) = analysis.rooflines(analysis.rates(data.frame), data.ceilings)
+    (roof,) = roofline.rooflines(analysis.rates(data.frame), data.ceilings)
     points = roof["points"].set_index("shape")
     assert points.loc["1x4096x4096", "above_roof"] and not points.loc["64x256x256", "above_roof"]
 
@@ -45,7 +45,7 @@ def test_a_case_running_the_ceilings_own_gemm_faster_raises_the_roof_and_says_so
     import pandas as pd
 
     from linear_impls import results
-    from linear_impls.report import analysis
+    from linear_impls.report import analysis, roofline
 
     flops = 2 * 512 * 1024 * 1024
     results.write_file(tmp_path, {"machine": "m"}, "a" * 40, 1, "env", {
@@ -60,7 +60,7 @@ def test_a_case_running_the_ceilings_own_gemm_faster_raises_the_roof_and_says_so
                             "sequence": seq} for f in rated["file"].unique()
                            for i, seq in (("nn_linear", "t, addmm"), ("einsum", "permute, bmm"))
                            for s in ("512x1024x1024", "1x4096x4096")])
-    (roof,) = analysis.rooflines(rated, data.ceilings, traces)
+    (roof,) = roofline.rooflines(rated, data.ceilings, traces)
     assert roof["peak"] == pytest.approx(165.0)
     assert "nn_linear at 512x1024x1024" in roof["peak_source"] and "142" in roof["peak_source"]
     points = roof["points"].set_index(["impl", "shape"])
@@ -72,12 +72,12 @@ def test_a_case_running_the_ceilings_own_gemm_faster_raises_the_roof_and_says_so
                                               rel=1e-3)
     assert "streamed" in roof["bandwidth_source"]
     # Without traces only f_linear (what the ceiling itself calls) may raise it: nothing here does.
-    (plain,) = analysis.rooflines(rated, data.ceilings)
+    (plain,) = roofline.rooflines(rated, data.ceilings)
     assert plain["peak"] == 142.0 and plain["points"]["above_roof"].any()
 
 
 def test_the_sweep_selects_the_ceilings_in_its_dtypes():
-    pattern = bench.asv_patterns(sweep.SWEEPS["quick"], ["cpu"])["Ceilings"]
+    pattern = asvconf.case_patterns(sweep.SWEEPS["quick"], ["cpu"])["Ceilings"]
     import re
 
     assert re.match(pattern, "bench_linear.Ceilings.track_peak_gflops('float32', 'cpu')")

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 import linear_impls
-from linear_impls import bench, checkrun, checks, compiled, gpu, sweep
-from linear_impls.report import analysis
+from linear_impls import asvconf, bench, checkrun, checks, compiled, gpu, sweep
+from linear_impls.report import roofline
 
 from .conftest import run_linbench
 
@@ -218,7 +218,7 @@ def test_roofline_gives_cache_resident_cases_the_caches_bandwidth():
         {"file": 0, "dtype": "", "device": "cuda", "kind": "bandwidth", "value": 3000.0},
         {"file": 0, "dtype": "", "device": "cuda", "kind": "cache_bandwidth", "value": 9000.0},
         {"file": 0, "dtype": "", "device": "cuda", "kind": "cache_bytes", "value": 50e6}])
-    (block,) = analysis.rooflines(rated, ceilings)
+    (block,) = roofline.rooflines(rated, ceilings)
     points = block["points"].set_index("shape")
     gemv = points.loc["1x4096x4096"]
     # A 32 MiB float16 weight in a 50 MB L2: 9 TFLOP/s at ~1 FLOP/byte is 3x an HBM roof, under the L2's.
@@ -232,7 +232,7 @@ def test_roofline_gives_cache_resident_cases_the_caches_bandwidth():
 
 
 def test_a_cuda_run_selects_no_cpu_work_and_no_cuda_run_here_is_exit_2():
-    patterns = bench.asv_patterns(sweep.SWEEPS["default"], devices=["cuda"])
+    patterns = asvconf.case_patterns(sweep.SWEEPS["default"], devices=["cuda"])
     assert "Instructions" not in patterns and "HostMemory" not in patterns and "DeviceMemory" in patterns
     assert all("'cpu'" not in p for p in patterns.values())
     for args in (("run", "--device", "cuda"), ("check", "--device", "cuda")):
@@ -288,8 +288,8 @@ def test_compiled_variants_need_triton_on_cuda_and_cuda_graphs_run_on_cuda_only(
     ro = compiled.register_compiled("f_linear", "reduce-overhead")
     assert compiled.explain_device(ro, ["cpu"]) is None
     assert compiled.explain_device(compiled.register_compiled("f_linear"), ["cpu"]) == "cpu"
-    cpu_only = bench.asv_patterns(sweep.SWEEPS["default"], devices=["cpu"])["Compiled"]
-    with_cuda = bench.asv_patterns(sweep.SWEEPS["default"], devices=["cpu", "cuda"])["Compiled"]
+    cpu_only = asvconf.case_patterns(sweep.SWEEPS["default"], devices=["cpu"])["Compiled"]
+    with_cuda = asvconf.case_patterns(sweep.SWEEPS["default"], devices=["cpu", "cuda"])["Compiled"]
     name = "bench_linear.Inference.time_forward('compiled_ro_f_linear', '1x64x64', 'float32', 'cuda')"
     assert not re.search(cpu_only, name.replace("cuda", "cpu")) and re.search(with_cuda, name)
     # The asv suite lists the CUDA-graph variants whatever the machine, so params never depend on it.

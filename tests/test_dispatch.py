@@ -173,7 +173,7 @@ def test_the_gate_names_a_dispatch_change_that_keeps_the_number_of_ops(tmp_path)
     params = ("'plug'", "'64x256x256'", "'float32'", "'cpu'", "'forward'")
     same = gate.Change(gate.DISPATCH, params, "same", 2.0, 2.0, 1.0, None, "ops")
     other = gate.Change(gate.DISPATCH, ("'f_linear'", *params[1:]), "same", 2.0, 2.0, 1.0, None, "ops")
-    gate.explain_dispatch([same, other], folder, base, head)
+    gate.attach_dispatch_changes([same, other], folder, base, head)
     assert same.verdict == "changed"
     assert same.functions == ["ops added: aten.mm.default; removed: aten.addmm.default"]
     assert other.verdict == "same" and other.functions is None  # no trace of it: nothing claimed

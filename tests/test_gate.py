@@ -25,9 +25,9 @@ from linear_impls import results as results_mod
 from .conftest import ROOT, ResultsRemote, run_linbench
 
 
-def results(cases: dict[tuple[str, str], tuple]) -> list[results_mod.Case]:
+def results(cases: dict[tuple[str, str], tuple]) -> list[results_mod.RecordedCase]:
     """The cases of one results file: {(benchmark, impl): (value, samples)}, one param axis."""
-    return [results_mod.Case(name, (repr(impl),), value, None, samples, None)
+    return [results_mod.RecordedCase(name, (repr(impl),), value, None, samples, None)
             for (name, impl), (value, samples) in cases.items()]
 
 

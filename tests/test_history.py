@@ -78,7 +78,7 @@ def test_a_step_in_the_instructions_is_the_only_change(tmp_path):
     assert (c["kind"], c["impl"], c["before_commit"], c["after_commit"]) == \
         ("instructions", "a", COMMITS[STEP_AT - 1], COMMITS[STEP_AT])
     assert c["ratio"] == pytest.approx(1.05, abs=0.005)
-    deltas = history.explain(results, c)
+    deltas = history.function_deltas(results, c)
     assert deltas[0].function == "at::native::extra_rows(at::Tensor const&)" and deltas[0].change == 50_000
 
 
@@ -129,7 +129,7 @@ def test_gate_counts_judged_by_factor_with_functions(tmp_path):
     params = [["'a'", "'b'", "'c'"], ["'64x256x256'"], ["'float32'"], ["'cpu'"], ["'forward'"]]
 
     def res(values, commit):
-        return [results.Case(name, combo, v, None, None, None)
+        return [results.RecordedCase(name, combo, v, None, None, None)
                 for combo, v in zip(itertools.product(*params), values, strict=True)]
 
     base, head = res([1e6, 1e6, 1e6], "1" * 40), res([1.015e6, 1.05e6, 0.9e6], "2" * 40)
@@ -142,7 +142,7 @@ def test_gate_counts_judged_by_factor_with_functions(tmp_path):
         instructions.save(folder, commit, ENV, {"b 64x256x256 float32 forward": {
             "instructions": 1e6 + extra, "calls": 1,
             "functions": {"sgemm": 1e6, **({"extra_rows": extra} if extra else {})}}}, {})
-    gate.explain_instructions(changes, folder, "1" * 40, "2" * 40)
+    gate.attach_function_deltas(changes, folder, "1" * 40, "2" * 40)
     assert changes[1].functions == ["+50000 instructions/call in extra_rows (0 -> 50000)"]
     assert changes[2].functions == ["(no per-function counts kept for this case)"]
     result = gate.GateResult("1" * 40, "2" * 40, changes, [], 1.10, 3, 1.0)

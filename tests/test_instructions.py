@@ -17,14 +17,15 @@ import time
 import pytest
 
 from linear_impls import instructions, supervise, sweep
-from linear_impls.instructions import Case
+from linear_impls.instructions import CountedCase
 
 from .conftest import PLUGIN_DIR, ROOT
 
 needs_valgrind = pytest.mark.skipif(instructions.unavailable_reason() is not None,
                                     reason=str(instructions.unavailable_reason()))
 
-TINY = [Case("f_linear", "1x8x8", "float32", "forward"), Case("nn_linear", "3x2x3", "float32", "forward_backward")]
+TINY = [CountedCase("f_linear", "1x8x8", "float32", "forward"),
+        CountedCase("nn_linear", "3x2x3", "float32", "forward_backward")]
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +87,9 @@ def test_dump_reading_agrees_with_callgrind_annotate(counted):
 def test_a_faulty_implementation_costs_only_its_own_case(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PLUGIN_DIR), str(ROOT)]),
                LINEAR_IMPLS_PLUGINS="check_faulty_plugin")
-    cases = [Case("bad_raises", "3x2x3", "float32", "forward"), Case("bad_segfault", "3x2x3", "float32", "forward"),
-             Case("f_linear", "3x2x3", "float32", "forward")]
+    cases = [CountedCase("bad_raises", "3x2x3", "float32", "forward"),
+             CountedCase("bad_segfault", "3x2x3", "float32", "forward"),
+             CountedCase("f_linear", "3x2x3", "float32", "forward")]
     got = instructions.measure(cases, "quick", env=env, workdir=tmp_path)
     assert "kernel not implemented" in got[cases[0].key]["error"]
     assert "SIGSEGV" in got[cases[1].key]["error"] and "died" in got[cases[1].key]["error"]
@@ -132,8 +134,8 @@ def test_budget_and_dtypes_decide_what_is_counted():
     assert "over the 'default' sweep's budget" in skipped[big]
     assert "instructions are counted in float32" in skipped[instructions.case_key("f_linear", "1x8x8", "float64",
                                                                                    "forward")]
-    assert instructions.calls_for(Case("f_linear", "1x8x8", "float32", "forward")) == instructions.MAX_CALLS
-    assert instructions.calls_for(Case("f_linear", "1x4096x4096", "float32", "forward")) == 1
+    assert instructions.calls_for(CountedCase("f_linear", "1x8x8", "float32", "forward")) == instructions.MAX_CALLS
+    assert instructions.calls_for(CountedCase("f_linear", "1x4096x4096", "float32", "forward")) == 1
 
 
 def test_sidecar_round_trip_and_delta(tmp_path):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from linear_impls import bench, history, suite, sweep
+from linear_impls import asvconf, history, suite, sweep
 
 from .conftest import ROOT
 
@@ -39,7 +39,7 @@ def test_the_history_decides_with_the_catalogues_deciding_metrics():
 
 @pytest.mark.parametrize("sweep_name", ["default", "full"])
 def test_every_metric_has_the_pattern_family_that_runs_it(sweep_name):
-    patterns = bench.asv_patterns(sweep.SWEEPS[sweep_name], devices=["cpu", "cuda"])
+    patterns = asvconf.case_patterns(sweep.SWEEPS[sweep_name], devices=["cpu", "cuda"])
     import re
 
     for m in suite.METRICS:
