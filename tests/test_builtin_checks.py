@@ -1,6 +1,6 @@
 """Every registered implementation against the float64 reference, case by case.
 
-Parametrized over the registry: an implementation added to it is gated here
+Parametrized over the registry: an implementation added to it is checked here
 without touching this file.
 """
 

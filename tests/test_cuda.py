@@ -29,7 +29,7 @@ def test_gates_pass_on_cuda(impl):
     assert not bad, bad[:5]
 
 
-def test_tf32_fails_the_float32_gate():
+def test_tf32_fails_the_float32_check():
     old = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = True
     try:

@@ -55,7 +55,7 @@ def test_table_output_lists_failures(tmp_path):
     assert "f_linear" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
 
 
-def test_user_shape_is_gated():
+def test_user_shape_is_checked():
     proc = run_linbench("check", "--impl", "f_linear", "--dtype", "float32", "--shape", "2x3x40x24", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = [r for r in json.loads(proc.stdout) if r["case"] == "sweep_2x3x40x24"]

@@ -206,7 +206,7 @@ def _all_results(rec):
 
 
 @pytest.mark.parametrize("factory", WRONG, ids=lambda f: f.__name__)
-def test_wrong_implementation_fails_a_gate(planted, factory):
+def test_wrong_implementation_fails_a_check(planted, factory):
     rec = planted(f"planted_{factory.__name__}", factory)
     results = _all_results(rec)
     failed = [r for r in results if r.status == "fail"]
@@ -295,7 +295,7 @@ CORRECT = [reversed_summation, tensordot, float64_then_cast, chunked_sum, blocke
 
 
 @pytest.mark.parametrize("factory", CORRECT, ids=lambda f: f.__name__)
-def test_correct_variant_passes_every_gate(planted, factory):
+def test_correct_variant_passes_every_check(planted, factory):
     rec = planted(f"variant_{factory.__name__}", factory)
     results = _all_results(rec)
     failed = [f"{r.case}/{r.dtype}/{r.check}: {r.reason}" for r in results if r.status != "pass"]

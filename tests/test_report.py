@@ -190,7 +190,7 @@ def test_environment_section(results, tmp_path):
 # --- escaping -------------------------------------------------------------------------------
 
 
-def test_strings_from_results_gates_and_plugins_are_escaped(results, tmp_path, planted):
+def test_strings_from_results_checks_and_plugins_are_escaped(results, tmp_path, planted):
     path = latest_files(results)[0]
 
     def plant(data):
@@ -245,16 +245,16 @@ def test_gate_counts_and_asv_failures(results, tmp_path):
     checks.write_text(json.dumps(rows))
     summary, page = build(results, tmp_path, checks_json=checks)
     assert summary.n_failed >= 1
-    gate_row = re.search(r"<tr><th>einsum</th>(.*?)</tr>", page.split('id="checks"')[1]).group(1)
-    assert re.findall(r">(\d+)<", gate_row)[:3] == ["5", "2", "3"]
-    assert "FAIL" in gate_row
+    check_row = re.search(r"<tr><th>einsum</th>(.*?)</tr>", page.split('id="checks"')[1]).group(1)
+    assert re.findall(r">(\d+)<", check_row)[:3] == ["5", "2", "3"]
+    assert "FAIL" in check_row
     assert "tolerance exceeded by 3.2x" in page
     assert re.search(r"class=[\"']cell failed", page)
     assert "Benchmarks that failed in asv" in page
     assert f"#{failed_case['bench']}?" in page
 
 
-def test_bad_gates_file_is_a_report_error(results, tmp_path):
+def test_bad_checks_file_is_a_report_error(results, tmp_path):
     with pytest.raises(ReportError, match="does not exist"):
         build(results, tmp_path, checks_json=tmp_path / "nope.json")
     bad = tmp_path / "bad.json"

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from linear_impls import history
-from linear_impls.report import analysis, load_checks, load_pytest_benchmark, load_results
+from linear_impls.report import analysis, load_checks, load_pytest_benchmark, load_results, modelstep, roofline
 
 from .conftest import run_linbench
 
@@ -214,7 +214,7 @@ def test_what_changed_at_the_latest_commit(data):
 
 def test_roofline_against_measured_ceilings(data, latest):
     files, frame = latest
-    roofs = {r["machine"]: r for r in analysis.rooflines(analysis.rates(frame), data.ceilings)}
+    roofs = {r["machine"]: r for r in roofline.rooflines(analysis.rates(frame), data.ceilings)}
     a, b = roofs["runner-a"], roofs["runner-b"]
     assert (a["peak"], a["bandwidth"], a["ridge"]) == (200.0, 20.0, 10.0)
     pts = a["points"].set_index(["impl", "shape"])
@@ -244,12 +244,12 @@ def test_model_step_tables(request, latest):
     (model,) = load_models(DATA / "results", [], [])
     assert isinstance(model, sweepfile.SweepFile) and model.counts()[("1x64x64", "float32", "cpu")] == 3
     rated = analysis.rates(latest[1])
-    totals, cases = analysis.model_steps(rated, [model])
+    totals, cases = modelstep.model_steps(rated, [model])
     golden_csv(request, "model_totals", totals)
     golden_csv(request, "model_cases", cases)
     complete = totals[totals["complete"]]
     for _key, g in complete.groupby(["file", "sweep", "device", "dtype", "mode"]):
-        fastest = g[g["impl"] == analysis.FASTEST_PER_SHAPE]["seconds_per_step"]
+        fastest = g[g["impl"] == modelstep.FASTEST_PER_SHAPE]["seconds_per_step"]
         assert len(fastest) == 1 and (fastest.iloc[0] <= g["seconds_per_step"] * (1 + 1e-12)).all()
         # The total is the count-weighted sum: the baseline's own time over its null control.
         inter = g[g["speedup_source"] == "interleaved"]

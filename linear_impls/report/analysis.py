@@ -19,9 +19,6 @@ from .load import CASE, FIXED
 NOISY_IQR = 0.2
 # Two pytest-benchmark runs: new/old beyond this either way is a change (no CI is recorded).
 RUN_FACTOR = 1.10
-# A shape counts as square-ish (for the peak) when its rows, in and out features are
-# within this factor of each other.
-SQUARISH = 4.0
 BENCH_CASE = ["benchmark", *CASE]
 # One timed case of one file, across implementations: what a speedup compares within.
 RATE_GROUP = ["file", "benchmark", "shape", "dtype", "device", "mode"]
@@ -29,8 +26,6 @@ RATE_GROUP = ["file", "benchmark", "shape", "dtype", "device", "mode"]
 # (the spread between processes, widened by the case's null control) excludes 1: two ways
 # that run the same kernel must read "same".
 SPEEDUP_FACTOR = 1.05
-# A case measured above this fraction of its roof shows the roof as unreached, not a percentage.
-ABOVE_ROOF = 1.05
 
 
 def order(values: Iterable[str], preferred: Iterable[str]) -> list[str]:
@@ -97,9 +92,9 @@ def rates(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _interleaved_speedups(t: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
-    """The speedup of each timed row from ``Speedup.track_speedup`` where one was recorded:
-    the baseline and the implementation in alternating blocks in one process, in several
-    processes.
+    """The speedup of each timed row from the interleaved speedups (the catalogue's kind
+    ``speedup``) where one was recorded: the baseline and the implementation in alternating
+    blocks in one process, in several processes.
 
     ``low``/``high``: the speedup ± two standard errors of its processes' mean, the spread
     between processes pooled over every implementation of the case (a few processes give
@@ -136,38 +131,21 @@ def _interleaved_speedups(t: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
 
 def expected_skip(impl: str, shape: sweep.Shape | None, dtype: str, device: str, mode: str,
                   sweep_def: sweep.Sweep | None = None) -> str | None:
-    """Why a sweep (default: the default sweep) skips a case by design (limits, budget); None if
-    it should run.
+    """Why a sweep (default: the default sweep) skips a case by design (``sweep.design_reason``:
+    limits, budget); None if it should run.  An implementation this process does not know (a
+    plugin not loaded here) has no declared limits: only the budget applies to it.
 
     Memory-based skips depend on the machine that ran and cannot be reproduced here.
     """
     if shape is None:
         return "malformed shape"
-    sw = sweep_def or sweep.SWEEPS["default"]
-    variant = compiled.base_of(impl)
-    if variant is not None:
-        if not sw.in_compile_subset(shape.id, dtype, mode):
-            return f"compiled variants run on the {sw.name} sweep's compile subset only"
-        if impl in registry.names():  # the variant's own limits (reduce-overhead: CUDA only)
-            limit = registry.get(impl).limits.excludes(dtype=dtype, device=device, rank=len(shape.input_shape))
-            if limit:
-                return f"{impl}: {limit}"
-        impl = variant[0]  # otherwise the base implementation's limits apply
-    workspace = 0
     if impl in registry.names():
-        if registry.get(impl).untimed:
-            return f"{impl}: {registry.get(impl).untimed}"
-        lim = registry.get(impl).limits
-        limit = lim.excludes(dtype=dtype, device=device, rank=len(shape.input_shape))
-        if limit:
-            return f"{impl}: {limit}"
-        if lim.workspace:
-            workspace = lim.workspace(shape.rows, shape.in_features, shape.out_features, itemsize(dtype) or 4)
-    budget = sw.max_call_seconds
-    est = sweep.estimated_seconds(shape, dtype, device, mode, workspace)
-    if est > budget:
-        return f"estimated {est * 1e3:.0f} ms a call, over the {sw.name} sweep's {budget * 1e3:.0f} ms budget"
-    return None
+        record = registry.get(impl)
+    else:
+        variant = compiled.base_of(impl)
+        known = variant is not None and variant[0] in registry.names()
+        record = registry.get(compiled.register_compiled(*variant)) if known else registry.Impl(impl, None, "", "")
+    return sweep.design_reason(record, shape, dtype, device, mode, sweep_def or sweep.SWEEPS["default"])
 
 
 def missing_cases(latest: pd.DataFrame, file_ids: Iterable[int], impls: list[str],
@@ -283,134 +261,6 @@ def side_by_side(latest: pd.DataFrame) -> pd.DataFrame:
     table["_o"] = [(_rank(sweep.DEVICES, d), _rank(sweep.DTYPES, t), _rank(sweep.MODES, m), d, t, m, shapes[s],
                     impls[i]) for d, t, m, s, i in table[keys].itertuples(index=False, name=None)]
     return table.sort_values(["_o", "file"]).drop(columns="_o")[columns].reset_index(drop=True)
-
-
-def squareness(shape: sweep.Shape) -> float:
-    dims = (shape.rows, shape.in_features, shape.out_features)
-    return max(dims) / max(min(dims), 1)
-
-
-def _sweep_peak(grp: pd.DataFrame) -> tuple[float, str]:
-    """Without a measured ceiling: the best GFLOP/s on the largest square-ish shape the sweep measured."""
-    cand = grp[grp["sq"] <= SQUARISH]
-    if cand.empty:
-        cand = grp
-    top_shape = cand.loc[cand["flops"].idxmax(), "shape"]
-    on_top = cand[cand["shape"] == top_shape]
-    best = on_top.loc[on_top["gflops"].idxmax()]
-    return float(best["gflops"]), f"no ceiling measured: the sweep's best, {best['impl']} at {top_shape}"
-
-
-# The ops of the ceiling's own kernels (torch.mm, and F.linear's addmm): a case whose forward
-# runs one of them reaches at most that kernel's rate, so a faster case than the ceiling is
-# a faster spell of the machine, not a faster kernel.
-CEILING_OPS = frozenset({"mm", "addmm"})
-# A case lifts the memory roof only if its tensors are beyond every cache, as the GEMV
-# stream the bandwidth was measured on is (a float32 4096 x 4096 matrix): a smaller one may
-# run from a cache, faster than any memory bandwidth.
-BEYOND_CACHES_BYTES = 64 * 2**20
-
-
-def _same_kernel(ok: pd.DataFrame, dispatch: pd.DataFrame | None) -> pd.Series:
-    """Per forward case: does it run the ceiling's own GEMM (its op trace holds one of
-    ``CEILING_OPS``)?  Without traces, f_linear's cases do: the ceiling calls F.linear."""
-    same = ok["impl"] == "f_linear"
-    if dispatch is not None and not dispatch.empty:
-        runs = {(r.file, r.impl, r.shape, r.dtype, r.device)
-                for r in dispatch[dispatch["mode"] == "forward"].itertuples(index=False)
-                if CEILING_OPS & set(r.sequence.split(", "))}
-        same |= np.array([(f, i, s, t, d) in runs for f, i, s, t, d in
-                          zip(ok["file"], ok["impl"], ok["shape"], ok["dtype"], ok["device"], strict=True)], dtype=bool)
-    return same
-
-
-def _lifted(grp: pd.DataFrame, peak: float, bandwidth: float | None, source: str,
-            shapes: dict, itemsize_: int) -> tuple[float, float | None, str, str]:
-    """The roof's peak and bandwidth raised to the best rate of a case that runs the
-    ceiling's own kernel, where one ran faster than the ceiling measured it; with the
-    sentences that say so (peak source, bandwidth source)."""
-    bw_source = ""
-    same = grp[grp["same_kernel"]]
-    if not same.empty:
-        top = same.loc[same["gflops"].idxmax()]
-        if top["gflops"] > peak:
-            source = (f"{top['impl']} at {top['shape']}, which runs the ceiling's own GEMM, ran at "
-                      f"{top['gflops']:.3g} GFLOP/s, above the {peak:.3g} its benchmark measured in a slower "
-                      f"spell of the machine: the roof is the faster")
-            peak = float(top["gflops"])
-        if bandwidth:
-            big = same[[shapes[s].tensor_bytes(itemsize_) >= BEYOND_CACHES_BYTES for s in same["shape"]]]
-            if not big.empty:
-                rate = big["gflops"] / big["ai"]
-                if rate.max() > bandwidth:
-                    t = big.loc[rate.idxmax()]
-                    bw_source = (f"{t['impl']} at {t['shape']} streamed {rate.max():.3g} GB/s, above the "
-                                 f"{bandwidth:.3g} measured: the roof is the faster")
-                    bandwidth = float(rate.max())
-    return peak, bandwidth, source, bw_source
-
-
-def rooflines(rated: pd.DataFrame, ceilings: pd.DataFrame, dispatch: pd.DataFrame | None = None) -> list[dict]:
-    """Per file, device and dtype: the roof, each forward case against it, each implementation's best.
-
-    The roof at arithmetic intensity I is min(peak, bandwidth x I): the machine's own
-    ceilings (``linear_impls.ceilings``, recorded by the suite: ``Ceilings`` per dtype,
-    ``MemoryBandwidth`` per device).  Forward cases only: the intensity is the forward's (FLOPs over the
-    bytes of x, W, b and y).  Without a measured peak, the sweep's own best stands in,
-    and the page says so.  A case that runs the ceiling's own kernel (``dispatch``: the op
-    traces) faster than the ceiling measured it raises the roof to its rate: on a shared
-    machine the ceiling's few seconds can fall in a slow spell, and what the machine did
-    once it can do.
-    """
-    ok = rated[(rated["status"] == "ok") & (rated["mode"] == "forward")
-               & np.isfinite(rated["gflops"].astype(float))].copy()
-    if ok.empty:
-        return []
-    shapes = shape_info(ok["shape"].unique())
-    items = {d: itemsize(d) for d in ok["dtype"].unique()}
-    ok["ai"] = [shapes[s].arithmetic_intensity(items[d]) if shapes[s] is not None and items[d] else np.nan
-                for s, d in zip(ok["shape"], ok["dtype"], strict=True)]
-    ok["sq"] = [squareness(shapes[s]) if shapes[s] is not None else np.inf for s in ok["shape"]]
-    ok = ok[ok["ai"].notna()]
-    ok["same_kernel"] = _same_kernel(ok, dispatch)
-    ceiling = {(r.file, r.dtype, r.device, r.kind): r.value for r in ceilings.itertuples(index=False)}
-    out = []
-    for (file_id, device, dtype), grp in ok.groupby(["file", "device", "dtype"], sort=True):
-        peak = ceiling.get((file_id, dtype, device, "peak"))
-        bandwidth = ceiling.get((file_id, "", device, "bandwidth"))
-        source = "measured: the best of a large GEMM and a GEMV (Ceilings.track_peak_gflops)"
-        bandwidth_source = ""
-        if peak is None:
-            peak, source = _sweep_peak(grp)
-        else:
-            peak, bandwidth, source, bandwidth_source = _lifted(grp, peak, bandwidth, source, shapes, items[dtype])
-        grp = grp.copy()
-        grp["roof"] = np.minimum(peak, bandwidth * grp["ai"]) if bandwidth else peak
-        # A case whose tensors fit in the device's cache runs from it, call after call: its
-        # memory roof is the cache's bandwidth (measured on CUDA: ceilings.cache_bandwidth).
-        cache_bw = ceiling.get((file_id, "", device, "cache_bandwidth"))
-        cache_bytes = ceiling.get((file_id, "", device, "cache_bytes"))
-        grp["in_cache"] = False
-        if cache_bw and cache_bytes:
-            grp["in_cache"] = [shapes[s].tensor_bytes(items[d]) <= cache_bytes
-                               for s, d in zip(grp["shape"], grp["dtype"], strict=True)]
-            grp.loc[grp["in_cache"], "roof"] = np.minimum(peak, cache_bw * grp.loc[grp["in_cache"], "ai"])
-        grp["of_roof"] = grp["gflops"] / grp["roof"]
-        # Above the roof is no result but a ceiling its benchmark did not reach (older results
-        # measured a GEMM only; caches can beat a bandwidth measured beyond them).
-        grp["above_roof"] = grp["of_roof"] > ABOVE_ROOF
-        best = grp.loc[grp.groupby("impl")["of_roof"].idxmax()].set_index("impl")
-        best = best.loc[impl_order(best.index)].reset_index()
-        out.append({"file": int(file_id), "machine": grp["machine"].iloc[0], "env": grp["env"].iloc[0],
-                    "device": device, "dtype": dtype, "peak": float(peak), "bandwidth": bandwidth,
-                    "ridge": float(peak / bandwidth) if bandwidth else None, "peak_source": source,
-                    "bandwidth_source": bandwidth_source,
-                    "cache_bandwidth": cache_bw, "cache_bytes": cache_bytes,
-                    "n_in_cache": int(grp["in_cache"].sum()),
-                    "best": best[["impl", "shape", "gflops", "ai", "roof", "of_roof", "above_roof"]],
-                    "points": grp[["impl", "shape", "ai", "gflops", "roof", "of_roof", "above_roof"]]
-                    .sort_values(["impl", "ai"]).reset_index(drop=True)})
-    return out
 
 
 def _geomean(values: pd.Series) -> float:
@@ -623,109 +473,3 @@ def compile_table(rated: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
 
 
 # The "implementation" of the model table's row that takes, for each case, the fastest way measured.
-FASTEST_PER_SHAPE = "fastest per shape"
-MODEL_TOTALS = ["file", "sweep", "device", "dtype", "mode", "impl", "seconds_per_step", "calls", "seconds_per_call",
-                "speedup", "low", "high", "verdict", "speedup_source", "complete", "missing"]
-MODEL_CASES = ["file", "sweep", "device", "dtype", "mode", "shape", "count", "modules", "base_seconds",
-               "share", "best_impl", "best_speedup", "best_low", "best_high", "saves"]
-
-
-def model_steps(rated: pd.DataFrame, models) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Each model's linear time per step, per implementation, from the latest files.
-
-    ``models``: sweep files (``sweepfile.SweepFile``), each case with its calls per step.  An
-    implementation's time per call is the baseline's wall time over its speedup (the
-    interleaved one where measured), so a step's total is Σ count × base / speedup, and its
-    speedup the baseline's total over it; the interval takes every case's interval at its
-    end (the cases' errors are not independent of each other's sign, so this is the honest
-    bound).  An implementation missing a case (skipped, failed) has no total, only what it
-    misses.  The row "fastest per shape" takes each case's fastest way measured, so its total
-    is never above any complete implementation's.  Returns (totals, cases): the second is
-    each case's share of the baseline's step and what its fastest way saves there."""
-    base = registry.baseline()
-    totals: list[dict] = []
-    case_rows: list[dict] = []
-    ok = rated[(rated["status"] == "ok") & rated["speedup"].notna()]
-    for sf in models:
-        counts = sf.counts()
-        modules: dict[tuple, list[str]] = {}
-        for c in sf.cases:
-            modules.setdefault(c.key, []).extend(c.modules)
-        by_group: dict[tuple, dict] = {}
-        for (shape, dtype, device), n in counts.items():
-            by_group.setdefault((dtype, device), {})[shape] = n
-        for file_id, per_file in ok.groupby("file", sort=True):
-            for mode in sf.modes:
-                for (dtype, device), shapes in by_group.items():
-                    g = per_file[(per_file["dtype"] == dtype) & (per_file["device"] == device)
-                                 & (per_file["mode"] == mode) & per_file["shape"].isin(list(shapes))]
-                    bases = g[g["impl"] == base].set_index("shape")["value"]
-                    if g.empty or bases.empty:
-                        continue
-                    key = {"file": file_id, "sweep": sf.name, "device": device, "dtype": dtype, "mode": mode}
-                    timed = [s for s in shapes if s in bases.index]
-                    base_total = sum(shapes[s] * bases[s] for s in timed)
-                    calls = sum(shapes[s] for s in timed)
-                    untimed = [s for s in shapes if s not in bases.index]
-                    best: dict[str, tuple] = {}
-                    for impl, rows in g.groupby("impl", sort=False):
-                        rows = rows.set_index("shape")
-                        missing = [s for s in shapes if s not in rows.index]
-                        if missing or untimed:
-                            totals.append({**key, "impl": impl, "seconds_per_step": np.nan, "calls": calls,
-                                           "seconds_per_call": np.nan, "speedup": np.nan, "low": np.nan,
-                                           "high": np.nan, "verdict": "", "speedup_source": "", "complete": False,
-                                           "missing": ", ".join(missing or untimed)})
-                        for s in timed:
-                            if s in rows.index:
-                                r = rows.loc[s]
-                                if s not in best or r["speedup"] > best[s][1]:
-                                    best[s] = (impl, float(r["speedup"]), _or(r.get("low"), r["speedup"]),
-                                               _or(r.get("high"), r["speedup"]), r.get("speedup_source"))
-                        if missing or untimed:
-                            continue
-                        totals.append(_model_total(key, impl, shapes, bases, rows))
-                    if timed and not untimed:
-                        rows = pd.DataFrame([{"shape": s, "speedup": best[s][1], "low": best[s][2],
-                                              "high": best[s][3], "speedup_source": best[s][4]}
-                                             for s in timed]).set_index("shape")
-                        totals.append(_model_total(key, FASTEST_PER_SHAPE, shapes, bases, rows))
-                    for s in timed:
-                        b_impl, b_sp, b_lo, b_hi, _source = best[s]
-                        case_rows.append({**key, "shape": s, "count": shapes[s],
-                                          "modules": ", ".join(dict.fromkeys(modules.get((s, dtype, device), []))),
-                                          "base_seconds": float(bases[s]),
-                                          "share": shapes[s] * bases[s] / base_total if base_total else np.nan,
-                                          "best_impl": b_impl, "best_speedup": b_sp, "best_low": b_lo,
-                                          "best_high": b_hi, "saves": shapes[s] * bases[s] * (1 - 1 / b_sp)})
-    t = pd.DataFrame(totals, columns=MODEL_TOTALS)
-    if len(t):
-        t = t.assign(_order=t["seconds_per_step"].fillna(np.inf)).sort_values(
-            ["file", "sweep", "device", "dtype", "mode", "_order"], kind="stable").drop(columns="_order")
-    c = pd.DataFrame(case_rows, columns=MODEL_CASES)
-    if len(c):
-        c = c.sort_values(["file", "sweep", "device", "dtype", "mode", "share"],
-                          ascending=[True, True, True, True, True, False], kind="stable")
-    return t.reset_index(drop=True), c.reset_index(drop=True)
-
-
-def _or(value, default) -> float:
-    return float(value) if value is not None and value == value else float(default)
-
-
-def _model_total(key: dict, impl: str, shapes: dict[str, int], bases: pd.Series, rows: pd.DataFrame) -> dict:
-    base_total = sum(n * bases[s] for s, n in shapes.items())
-    total = sum(n * bases[s] / float(rows.loc[s, "speedup"]) for s, n in shapes.items())
-    # The slowest end of every case's interval, then the fastest end.
-    slow = sum(n * bases[s] / _or(rows.loc[s].get("low"), rows.loc[s, "speedup"]) for s, n in shapes.items())
-    fast = sum(n * bases[s] / _or(rows.loc[s].get("high"), rows.loc[s, "speedup"]) for s, n in shapes.items())
-    speedup, low, high = base_total / total, base_total / slow, base_total / fast
-    calls = sum(shapes.values())
-    # Wall-time quotients (older results) get neither an interval nor a verdict, as on the first screen.
-    interleaved = (rows.loc[list(shapes), "speedup_source"] == "interleaved").all() \
-        if "speedup_source" in rows else False
-    return {**key, "impl": impl, "seconds_per_step": total, "calls": calls, "seconds_per_call": total / calls,
-            "speedup": speedup, "low": low if interleaved else np.nan, "high": high if interleaved else np.nan,
-            "verdict": classify(1.0, 1 / speedup, SPEEDUP_FACTOR, significant=not (low <= 1 <= high))
-            if interleaved else "", "speedup_source": "interleaved" if interleaved else "wall time",
-            "complete": True, "missing": ""}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import compiled, history, registry
-from . import analysis, render
+from . import analysis, modelstep, render, roofline
 from .load import Measurements, load_checks, load_models, load_pytest_benchmark, load_results
 
 
@@ -47,11 +47,12 @@ class Analysed:
     impls_all: list[str]
     ceilings: pd.DataFrame
     dispatch: pd.DataFrame | None = None  # op traces per results file and case (load.DISPATCH)
-    changes: pd.DataFrame | None = None  # the history's changes, every machine and commit
+    # The history's changes, every machine and commit; "deltas": an instruction count's functions.
+    changes: pd.DataFrame | None = None
     dispatch_changes: pd.DataFrame | None = None  # cases whose op sequence changed between commits
     since: pd.DataFrame | None = None  # what changed at each machine's latest commit
     models: list = field(default_factory=list)  # sweep files of users' models (sweepfile.SweepFile)
-    model_totals: pd.DataFrame | None = None  # analysis.model_steps: per model, implementation, step
+    model_totals: pd.DataFrame | None = None  # modelstep.model_steps: per model, implementation, step
     model_cases: pd.DataFrame | None = None  # ... and per case: its share of the step
 
     sweeps: dict = field(default_factory=dict)  # per latest file: the names of the sweeps judged against
@@ -151,9 +152,13 @@ def build_report(results_dir: Path, out: Path, *, checks_json: Path | Iterable[P
         # Commits of one second (a rebase) are ordered as git orders them, where the repository is at hand.
         order = history.git_order(Path(asv_conf).resolve().parent if asv_conf else None)
         d.changes = history.find_changes(d.frame[d.frame["status"] != "skipped"], d.files, thresholds, order)
+        # What each changed instruction count's functions did, read here: rendering reads no file.
+        loaded: dict = {}
+        d.changes["deltas"] = [history.function_deltas(results_dir, r, loaded=loaded) if results_dir else None
+                               for _, r in d.changes.iterrows()]
         d.since = analysis.since_previous(d.frame, d.files, d.changes, order)
         d.dispatch_changes = history.dispatch_changes(d.dispatch, d.files, order)
-        d.model_totals, d.model_cases = analysis.model_steps(d.rated, d.models)
+        d.model_totals, d.model_cases = modelstep.model_steps(d.rated, d.models)
         verdict = render.verdict_block(d)
         sections.append(render.perf_section(d, ids, asv_html))
         if len(d.latest_files) >= 2:
@@ -169,7 +174,7 @@ def build_report(results_dir: Path, out: Path, *, checks_json: Path | Iterable[P
         if dispatch_section is not None:
             sections.append(dispatch_section)
         sections.append(render.checks_section(checks, failed, d.impls_all, asv_html))
-        section, n_changes = render.history_section(d, ids, asv_html, results_dir, thresholds, order)
+        section, n_changes = render.history_section(d, ids, asv_html, thresholds, order)
         sections.append(section)
         n_missing = int(((d.missing["status"] == "missing") & (d.missing["reason"] == "")).sum())
     if pb is not None:
@@ -228,7 +233,7 @@ def figures(d: Analysed | None) -> dict[str, list[dict]]:
                                        "null_low", "null_high", "value"])
     for r in out["speedups"]:
         r["seconds_per_call"] = r.pop("value")
-    for roof in analysis.rooflines(d.rated, d.ceilings, d.dispatch):
+    for roof in roofline.rooflines(d.rated, d.ceilings, d.dispatch):
         points = roof["points"].assign(machine=roof["machine"], env=roof["env"],
                                        commit=meta.loc[roof["file"], "commit"], device=roof["device"],
                                        dtype=roof["dtype"], mode="forward")

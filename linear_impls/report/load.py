@@ -28,7 +28,7 @@ from .. import bench, dispatch, results, suite
 CASE = ["impl", "shape", "dtype", "device", "mode"]
 # proc_lo, proc_hi, proc_sd, proc_n: the lowest and highest of the per-process medians of a
 # benchmark run in several processes whose samples were recorded (the speedups':
-# Speedup.track_speedup), the standard deviation of their logarithms, and how many there were.
+# the interleaved speedups), the standard deviation of their logarithms, and how many there were.
 PROCESS_STATS = ["proc_lo", "proc_hi", "proc_sd", "proc_n"]
 STATS = ["ci_a", "ci_b", "q25", "q75", "number", "repeat", *PROCESS_STATS]
 MEASUREMENT = ["file", "source", "machine", "env", "commit", "date", "benchmark", *CASE, "kind", "value",
@@ -81,7 +81,7 @@ class Measurements:
 
 
 def short(name: str) -> str:
-    """``bench_linear.Inference.time_forward`` -> ``Inference.time_forward``."""
+    """``bench_linear.Class.method`` -> ``Class.method``."""
     return ".".join(name.split(".")[-2:])
 
 

@@ -21,7 +21,7 @@ from markupsafe import Markup
 from .. import checks as checks_mod
 from .. import dropin, history, instructions, registry, sweep
 from ..units import fmt, fmt_date
-from . import analysis, plots
+from . import analysis, modelstep, plots, roofline
 from .load import GPU_FACTS, UNIT_OF, short
 
 # Changed cases drawn as charts (the table lists them all).
@@ -263,7 +263,7 @@ def model_section(d, ids: Ids) -> Section | None:
         sf = next(s for s in d.models if s.name == key[1])
         blocks.append({"id": hid, "sweep": key[1], "source": sf.source, "machine": m["machine"], "env": m["env"],
                        "device": key[2], "dtype": key[3], "mode": key[4], "rows": g.to_dict("records"),
-                       "cases": mine.to_dict("records"), "fastest": analysis.FASTEST_PER_SHAPE})
+                       "cases": mine.to_dict("records"), "fastest": modelstep.FASTEST_PER_SHAPE})
     return Section("model", "Your model: linear time per step", "model.html.j2",
                    {"blocks": blocks, "baseline": registry.baseline(), "speedup_factor": analysis.SPEEDUP_FACTOR},
                    toc)
@@ -271,12 +271,12 @@ def model_section(d, ids: Ids) -> Section | None:
 
 def peak_section(d, ids: Ids) -> Section:
     blocks = []
-    for p in analysis.rooflines(d.rated, d.ceilings, d.dispatch):
+    for p in roofline.rooflines(d.rated, d.ceilings, d.dispatch):
         title = f"{p['machine']} · {p['device']} · {p['dtype']}"
         blocks.append({**p, "id": ids("peak"), "title": title, "best": p["best"].itertuples(index=False),
                        "chart": plots.roofline(p["points"], p["peak"], p["bandwidth"], title)})
     return Section("peak", "Roofline: each case against the machine's ceilings", "peak.html.j2",
-                   {"blocks": blocks, "squarish": analysis.SQUARISH})
+                   {"blocks": blocks, "squarish": roofline.SQUARISH})
 
 
 def compile_section(d, ids: Ids) -> Section | None:
@@ -350,8 +350,8 @@ def checks_section(checks: pd.DataFrame | None, failed: pd.DataFrame, impls: lis
     return Section("checks", "Check status", "checks.html.j2", ctx)
 
 
-def history_section(d, ids: Ids, asv_html: str, results_dir, thresholds: dict[str, float],
-                     order: dict[str, int]) -> tuple[Section, int]:
+def history_section(d, ids: Ids, asv_html: str, thresholds: dict[str, float],
+                    order: dict[str, int]) -> tuple[Section, int]:
     frame = d.frame[d.frame["status"] != "skipped"]
     changes = d.changes
     limits = deciding_limits(thresholds)
@@ -370,7 +370,7 @@ def history_section(d, ids: Ids, asv_html: str, results_dir, thresholds: dict[st
         mine = mine.assign(_up=mine["ratio"] < 1).sort_values(["_up", "after_commit", "ratio"],
                                                               ascending=[True, True, False])
         for _, r in mine.head(MAX_HISTORY_ROWS).iterrows():
-            deltas = history.explain(results_dir, r)
+            deltas = r.get("deltas")
             block["rows"].append({
                 "r": r.to_dict(), "link": asv_link(asv_html, r["benchmark"], str(machine), {"impl": r["impl"],
                                                                                  "shape": r["shape"]}),
