@@ -50,7 +50,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="asv's medians against torch.utils.benchmark")
     ap.add_argument("--trials", type=int, default=3)
     trials = ap.parse_args().trials
-    forward = suite.by_kind("time", "forward").asv_name
+    forward = suite.wall_time("forward").asv_name
     pattern = (rf"^{re.escape(forward)}\('(?:f_linear|nn_linear)', "
                r"'(?:1x64x64|64x256x256|512x1024x1024)', 'float32', 'cpu'\)$")
     ratios: dict[tuple, list[float]] = {}

@@ -34,8 +34,8 @@ from linear_impls import suite  # noqa: E402
 
 TIMED = tuple(m.asv_name for m in suite.METRICS if m.kind == "time")
 # The deciding metrics of the history: (benchmark, label, tolerance, target share).
-DECIDING = ((suite.by_kind("instructions").asv_name, "instructions per call", 0.01, 0.99),
-            (suite.by_kind("ratio").asv_name, "ratio to F.linear", 0.10, 0.95))
+DECIDING = ((suite.BY_KIND["instructions"].asv_name, "instructions per call", 0.01, 0.99),
+            (suite.BY_KIND["ratio"].asv_name, "ratio to F.linear", 0.10, 0.95))
 
 
 def _run(sweep: str, rev: str) -> float:

@@ -76,11 +76,11 @@ def synthetic_history(folder: Path, n_commits: int, seed: int = 0) -> int:
                                    else float("nan"))
         n_cases = len(fwd) + len(train) + len(ratio) + len(instr) + len(mem)
         results.write_file(folder, MACHINE, commit, 1_790_000_000_000 + c * 3_600_000, ENV, {
-            suite.by_kind("time", "forward").asv_name: ([impls, shapes, dtypes, ["cpu"]], fwd),
-            suite.by_kind("time", "forward_backward").asv_name: ([impls, shapes, dtypes, ["cpu"]], train),
-            suite.by_kind("ratio").asv_name: ([impls, shapes, dtypes, ["cpu"], modes], ratio),
-            suite.by_kind("instructions").asv_name: ([impls, shapes, dtypes, ["cpu"], modes], instr),
-            suite.by_kind("memory").asv_name: ([impls, shapes, dtypes, modes], mem),
+            suite.wall_time("forward").asv_name: ([impls, shapes, dtypes, ["cpu"]], fwd),
+            suite.wall_time("forward_backward").asv_name: ([impls, shapes, dtypes, ["cpu"]], train),
+            suite.BY_KIND["ratio"].asv_name: ([impls, shapes, dtypes, ["cpu"], modes], ratio),
+            suite.BY_KIND["instructions"].asv_name: ([impls, shapes, dtypes, ["cpu"], modes], instr),
+            suite.BY_KIND["memory"].asv_name: ([impls, shapes, dtypes, modes], mem),
             "bench_linear.Environment.track_threads": ([], [2.0]),
         })
     return n_cases

@@ -86,8 +86,27 @@ def _best(fn, device: str, repeats: int = REPEATS, min_seconds: float = MIN_SECO
 PASSES = 3
 
 
-def _peak_kernels(dtype: str, device: str) -> list[tuple[str, int, object]]:
-    """(name, FLOPs a call, the call) of every kernel the compute roof takes the best of."""
+# A transformer's feed-forward layer as a GEMM, (rows, in, out): BERT-base's 1024 tokens,
+# 768 -> 3072.  A rectangular GEMM whose operands fit the caches better than a large square
+# one's can run faster: float64's square 2048 GEMM read 62 GFLOP/s here while the sweep's
+# 8x128x768x3072 case ran at 70, 110-115% "of its roof" (benchmarks/README.md).
+LAYER_GEMM = (1024, 768, 3072)
+
+
+def _gemv_calls(dtype: str, device: str) -> list[tuple[str, object]]:
+    """(name, the call) of the two GEMV kernels on a ``GEMV_SIZE`` square matrix: ``torch.mv``
+    and a linear layer of one row (``F.linear``, which takes another kernel)."""
+    td = dtype_of(dtype)
+    m = GEMV_SIZE[device]
+    mat = torch.randn(m, m, device=device).to(td)
+    vec = torch.randn(m, device=device).to(td)
+    row = vec.reshape(1, m)
+    return [("mv", lambda: torch.mv(mat, vec)), ("linear of one row", lambda: torch.nn.functional.linear(row, mat))]
+
+
+def _peak_kernels(dtype: str, device: str) -> tuple[list[tuple[str, int, object]], int]:
+    """(name, FLOPs a call, the call) of every kernel the compute roof takes the best of, and
+    the largest square GEMM's size."""
     td = dtype_of(dtype)
     linear = torch.nn.functional.linear
     kernels = []
@@ -108,25 +127,20 @@ def _peak_kernels(dtype: str, device: str) -> list[tuple[str, int, object]]:
     w = torch.randn(out, k, device=device).to(td)
     kernels.append(("layer GEMM", 2 * rows * k * out, lambda: linear(x, w)))
     m = GEMV_SIZE[device]
-    mat = torch.randn(m, m, device=device).to(td)
-    vec = torch.randn(m, device=device).to(td)
-    row = vec.reshape(1, m)
-    kernels.append(("mv", 2 * m * m, lambda: torch.mv(mat, vec)))
-    kernels.append(("linear of one row", 2 * m * m, lambda: linear(row, mat)))
-    return kernels
+    kernels += [(name, 2 * m * m, call) for name, call in _gemv_calls(dtype, device)]
+    return kernels, n
 
 
 def peak_gflops(dtype: str, device: str = "cpu") -> tuple[float, int]:
     """(GFLOP/s, n): the best rate of the kernels a linear layer reaches in ``dtype`` on
     ``device`` (module docstring), each timed in ``PASSES`` passes over them all.  ``n``:
     the largest square GEMM's size."""
-    kernels = _peak_kernels(dtype, device)
+    kernels, n = _peak_kernels(dtype, device)
     best = dict.fromkeys((name for name, _, _ in kernels), float("inf"))
     for _ in range(PASSES):
         for name, _, call in kernels:
             best[name] = min(best[name], _best(call, device, repeats=max(2, REPEATS // PASSES),
                                                min_seconds=MIN_SECONDS / PASSES))
-    n = max(int(name.split()[1]) for name in best if name.startswith("mm "))
     return max(flops / best[name] / 1e9 for name, flops, _ in kernels), n
 
 
@@ -137,20 +151,7 @@ def gemv_gflops(dtype: str, device: str = "cpu") -> tuple[float, int]:
 
 
 def _gemv_seconds(dtype: str, device: str) -> float:
-    td = dtype_of(dtype)
-    n = GEMV_SIZE[device]
-    a = torch.randn(n, n, device=device).to(td)
-    x = torch.randn(n, device=device).to(td)
-    row = x.reshape(1, n)
-    return min(_best(lambda: torch.mv(a, x), device, repeats=REPEATS * 2),
-               _best(lambda: torch.nn.functional.linear(row, a), device, repeats=REPEATS * 2))
-
-
-# A transformer's feed-forward layer as a GEMM, (rows, in, out): BERT-base's 1024 tokens,
-# 768 -> 3072.  A rectangular GEMM whose operands fit the caches better than a large square
-# one's can run faster: float64's square 2048 GEMM read 62 GFLOP/s here while the sweep's
-# 8x128x768x3072 case ran at 70, 110-115% "of its roof" (benchmarks/README.md).
-LAYER_GEMM = (1024, 768, 3072)
+    return min(_best(call, device, repeats=REPEATS * 2) for _name, call in _gemv_calls(dtype, device))
 
 
 def bandwidth_gbs(device: str = "cpu") -> float:

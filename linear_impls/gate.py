@@ -5,7 +5,7 @@ episodes in which everything runs 1.5-2x slower for 0.1-1 s; an A/A gate on abso
 asv times (4 interleaved rounds, Mann-Whitney on the samples) flagged a 1x8x8 case
 2.0x "slower", and missed a planted 20% slowdown (``benchmarks/gate_trials.py``).
 
-* **The metric** is the ratio to F.linear (``suite.by_kind("ratio")``): each case's time
+* **The metric** is the ratio to F.linear (``suite.BY_KIND["ratio"]``): each case's time
   over torch's own ``F.linear`` on inputs of the same shape, dtype and mode,
   measured in alternating ~2 ms blocks in one process.  An episode slows both sides
   of a block alike, so the ratio holds still (A/A: 89-94% of cases within 5%) where absolute times
@@ -144,7 +144,7 @@ class GateResult:
 
 RELATIVE = suite.BY_KIND["ratio"].asv_name
 INSTRUCTIONS = suite.BY_KIND["instructions"].asv_name
-DISPATCH = suite.by_kind("ops").asv_name
+DISPATCH = suite.BY_KIND["ops"].asv_name
 
 
 def bench_patterns(sweep_def: sweep.Sweep, user_regex: str | None, *, counted: bool = False) -> list[str]:

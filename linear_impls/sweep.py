@@ -308,9 +308,9 @@ def free_memory_bytes(device: str) -> int:
 
 def cases(sweep_def: Sweep, impls, dtypes=None, devices=None, modes=None):
     """Every (impl, shape, dtype, device, mode) of ``sweep_def`` for ``impls``, in one order:
-    the loop the checks, the benchmarks' own-shape checks, instruction counting and
-    ``linbench sweep`` share.  ``dtypes``, ``devices`` and ``modes`` default to the sweep's
-    own (devices: every one).  Which of them run is each caller's policy: ``skip_reason``."""
+    the loop instruction counting and ``linbench sweep`` share.  ``dtypes``, ``devices`` and
+    ``modes`` default to the sweep's own (devices: every one).  Which of them run is each
+    caller's policy: ``skip_reason``."""
     for impl in impls:
         for shape_id in sweep_def.shapes:
             shape = parse_shape(shape_id)
@@ -375,8 +375,9 @@ def skip_reason(impl, shape: Shape, dtype: str, device: str, mode: str, sweep: S
     reason = design_reason(impl, shape, dtype, device, mode, sweep)
     if reason:
         return reason
-    if impl.unavailable(device):
-        return f"{impl.name}: {impl.unavailable(device)}"
+    cannot = impl.unavailable(device)
+    if cannot:
+        return f"{impl.name}: {cannot}"
     given = {device: free_bytes} if isinstance(free_bytes, int) else (free_bytes or {})
     for where, need in memory_needs(shape, dtype, device, mode, _workspace(impl, shape, dtype)).items():
         free = given[where] if where in given else free_memory_bytes(where)

@@ -156,4 +156,3 @@ def test_entry_point_plugin(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
     assert "ep_addmm" in rows and "entry point ep_impl" in rows["ep_addmm"]["source"]
-
