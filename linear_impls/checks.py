@@ -80,7 +80,13 @@ def tolerance(abs_terms: torch.Tensor, abs_extra: torch.Tensor | float, k: int, 
     """Elementwise bound for a sum of k products whose absolute values sum to ``abs_terms``."""
     u = ROUNDOFF[dtype]
     u_acc = ROUNDOFF[ACCUMULATION[dtype]]
-    return C_OUT * u * (abs_terms + abs_extra) + C_ACC * max(k, 1) * u_acc * abs_terms + ABS_FLOOR[dtype]
+    # In one new tensor: a weight gradient's bound has as many elements as the weight.
+    tol = abs_terms * (C_OUT * u + C_ACC * max(k, 1) * u_acc)
+    if isinstance(abs_extra, torch.Tensor):
+        tol.add_(abs_extra, alpha=C_OUT * u)
+    elif abs_extra:
+        tol.add_(C_OUT * u * abs_extra)
+    return tol.add_(ABS_FLOOR[dtype])
 
 
 @dataclass(frozen=True)
@@ -250,6 +256,12 @@ def _ratio(err: float, allowed: float) -> float:
     return 0.0 if err == 0 else math.inf
 
 
+def _rms(t: torch.Tensor) -> float:
+    """The root mean square of a float64 tensor, without a squared copy of it."""
+    flat = t.reshape(-1)
+    return math.sqrt(float(torch.dot(flat, flat)) / flat.numel())
+
+
 def _compare(what: str, got: torch.Tensor, ref: torch.Tensor, tol: torch.Tensor,
              torch_got: torch.Tensor | None = None, dtype: str | None = None, k: int = 0) -> _Worst:
     """The error of ``got`` against the float64 ``ref``: within ``tol`` everywhere, and (with
@@ -261,24 +273,28 @@ def _compare(what: str, got: torch.Tensor, ref: torch.Tensor, tol: torch.Tensor,
     if not torch.isfinite(g).all():
         bad = (~torch.isfinite(g)).nonzero()[0].tolist()
         raise CheckFailure(f"{what} has a non-finite value {g[tuple(bad)].item()} at index {bad}")
-    ratio = (g - ref).abs() / tol
+    # Each pass over the elements makes as few new tensors as it can: the checks of a 4096x4096
+    # layer compare 16M-element gradients, and every temporary is another 128 MiB written.
+    err = g.sub(ref).abs_()
+    ratio = err / tol
     worst = _Worst(bound=float(ratio.max()))
     if worst.bound > 1.0:
         idx = tuple(torch.nonzero(ratio == ratio.max())[0].tolist())
         raise CheckFailure(
-            f"{what} off by {float((g - ref).abs()[idx]):.3g} at index {list(idx)} "
+            f"{what} off by {float(err[idx]):.3g} at index {list(idx)} "
             f"(got {float(g[idx]):.6g}, expected {float(ref[idx]):.6g}); "
             f"tolerance {float(tol[idx]):.3g}, {worst.bound:.3g}x over"
         )
     if torch_got is None or dtype not in TORCH_ERROR_MULTIPLE or k < TORCH_ERROR_MIN_K:
         return worst
-    t = torch_got.detach().to("cpu", torch.float64)
-    err, err_t = (g - ref).abs(), (t - ref).abs()
+    del ratio
+    err_t = torch_got.detach().to("cpu", torch.float64).sub(ref).abs_()
     u = ROUNDOFF[dtype] * TORCH_ERROR_FLOOR
-    rmse, rmse_t = float(err.square().mean().sqrt()), float(err_t.square().mean().sqrt())
+    rmse, rmse_t = _rms(err), _rms(err_t)
     big, big_t = float(err.max()), float(err_t.max())
-    worst.rmse = _ratio(rmse, rmse_t + u * float(ref.square().mean().sqrt()))
-    worst.max = _ratio(big, big_t + u * float(ref.abs().max()))
+    low, high = torch.aminmax(ref)
+    worst.rmse = _ratio(rmse, rmse_t + u * _rms(ref))
+    worst.max = _ratio(big, big_t + u * max(-float(low), float(high)))
     m_rmse, m_max = TORCH_ERROR_MULTIPLE[dtype]
     if worst.rmse > m_rmse or worst.max > m_max:  # both set just above
         which = f"RMSE {worst.rmse:.3g}x" if worst.rmse > m_rmse else f"largest error {worst.max:.3g}x"
