@@ -31,6 +31,7 @@ What each of these cost before, and how it was measured: benchmarks/README.md,
 """
 
 import itertools
+import math
 import os
 import sys
 import time
@@ -130,13 +131,46 @@ if _compiled is not None:
         _compiled.register_compiled(_base)
         if "reduce-overhead" in getattr(_compiled, "PREFIX", {}):
             _compiled.register_compiled(_base, "reduce-overhead")
+# asv cannot tell a setup_cache which cases -b selected: linbench run says it here, per
+# chunk (the chunk's -b patterns); plain asv measures the sweep's every case.
+SELECT_ENV = "LINBENCH_SELECT"
 IMPLS = linear_impls.names()
 COMPILED = [i for i in IMPLS if _compiled is not None and _compiled.is_compiled(i)]
+
 # A sweep file's shapes are cases of their own (a built-in sweep's are all in ALL_SHAPES).
 SHAPES = list(sweep.ALL_SHAPES) + list(getattr(sweep, "file_shapes", tuple)())
 DTYPES = list(sweep.DTYPES)
 DEVICES = list(sweep.DEVICES)
 MODES = list(sweep.MODES)
+
+
+def _selects_compiled(select: str) -> bool:
+    """Whether ``$LINBENCH_SELECT`` (empty: plain asv, every case) selects a compiled variant's
+    case of the sweep, under any catalogued metric."""
+    if not select:
+        return True
+    import re
+
+    from linear_impls import suite
+
+    pattern, sweep_def = re.compile(select), sweep.current_sweep()
+    for impl, shape, dtype, device, mode in itertools.product(COMPILED, sweep_def.shapes, sweep_def.dtypes,
+                                                              DEVICES, MODES):
+        if not sweep_def.in_compile_subset(shape, dtype, mode):
+            continue
+        case = {"impl": impl, "shape": shape, "dtype": dtype, "device": device, "mode": mode}
+        for m in suite.METRICS:
+            if all(case[k] == v for k, v in m.fixed.items()) and pattern.search(
+                    f"{m.asv_name}({', '.join(repr(case[p]) for p in m.params)})"):
+                return True
+    return False
+
+
+# asv forks every case's process from one that imported this file (its forkserver, or the
+# speedups' worker): a compiled variant's case then finds inductor imported instead of
+# importing it itself, where this process may time one.
+if COMPILED and hasattr(_compiled, "preload") and _selects_compiled(os.environ.get(SELECT_ENV, "").strip()):
+    _compiled.preload()
 
 _prepared: dict[tuple, bench.PreparedCase] = {}
 
@@ -306,7 +340,9 @@ def _calls_per_block(step, ref, block_seconds: float, clock, warmup_seconds: flo
         per_call = max(t1 - t0, t2 - t1) / n
         if spent >= warmup_seconds:
             return max(1, int(block_seconds / max(per_call, 1e-9)))
-        n *= 2
+        # Double, but stop near the warm-up's end: a doubling past it spent up to as much
+        # again (a fifth of a small case's time went to warming up).
+        n = max(n, min(2 * n, math.ceil((warmup_seconds - spent) / max((t2 - t0) / n, 1e-9))))
 
 
 def _n_blocks(shape, dtype, device, mode, threads, seconds, block_seconds, lo, hi) -> int:
@@ -366,9 +402,6 @@ class Speedup:
     track_speedup.unit = "speedup"
 
 
-# asv cannot tell a setup_cache which cases -b selected: linbench run says it here, per
-# chunk (the chunk's -b patterns); plain asv measures the sweep's every case.
-SELECT_ENV = "LINBENCH_SELECT"
 # Block pairs per case and process: a long call varies little from block to block, so the
 # count follows the case's estimated time (as the ratio's), within these bounds.
 SPEEDUP_MIN_BLOCKS, SPEEDUP_SECONDS_PER_CASE = 4, 0.1

@@ -128,6 +128,15 @@ def steady() -> None:
     torch.compiler.set_stance("fail_on_recompile")
 
 
+def preload() -> None:
+    """Import inductor without compiling anything, so that the processes forked from this
+    one compile without importing it each: the import is most of a warm-cache compile of a
+    small case (benchmarks/README.md).  Runs no torch op and starts no thread, so forking
+    after it stays safe."""
+    import torch._dynamo  # noqa: F401
+    import torch._inductor.compile_fx  # noqa: F401
+
+
 _COMPILER_LOADED: set[str] = set()
 
 
