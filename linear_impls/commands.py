@@ -401,7 +401,9 @@ def cmd_gate(args) -> int:
                                instructions_factor=args.instructions_factor)
     except (ValueError, gate.GateError) as exc:
         raise UsageError(str(exc)) from None
-    print(gate.format_result(result))
+    from .report.gate_text import format_result
+
+    print(format_result(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
     return 1 if result.regressed else 0

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from linear_impls import gate, history, instructions, report, results
+from linear_impls.report.gate_text import format_result
 
 COLS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a", "stats_ci_99_b", "stats_q_25",
         "stats_q_75", "stats_number", "stats_repeat", "samples", "profile"]
@@ -119,7 +120,7 @@ def test_page_lists_the_change_with_its_functions_and_a_chart(tmp_path):
     assert "+50,000</code> at::native::extra_rows" in vm
     assert vm.count("<svg") == 1
     # Each metric says what it measures and what it cannot see.
-    for m in history.METRICS:
+    for m in history.metrics():
         assert m.label in hist
     assert "AVX-512" in hist and "2%" in hist and "20%" in hist
 
@@ -146,7 +147,7 @@ def test_gate_counts_judged_by_factor_with_functions(tmp_path):
     assert changes[1].functions == ["+50000 instructions/call in extra_rows (0 -> 50000)"]
     assert changes[2].functions == ["(no per-function counts kept for this case)"]
     result = gate.GateResult("1" * 40, "2" * 40, changes, [], 1.10, 3, 1.0)
-    text = gate.format_result(result)
+    text = format_result(result)
     assert "1 cases with over 1.02x the instructions" in text and "extra_rows" in text
 
 
