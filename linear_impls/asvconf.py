@@ -52,6 +52,12 @@ def _timed_classes(modes) -> str:
     return "|".join(m.cls for m in suite.METRICS if m.kind == "time" and m.fixed.get("mode") in modes)
 
 
+def _select(family: str, params: str) -> str:
+    """The pattern of ``family``: any method of the catalogue's classes in it, with ``params``."""
+    classes = "|".join(dict.fromkeys(m.cls for m in suite.METRICS if m.family == family))
+    return rf"^bench_linear\.(?:{classes})\.\w+\({params}\)$"
+
+
 def case_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
                  impls: list[str] | None = None) -> dict[str, str]:
     """``asv run -b`` patterns selecting a sweep's cases, per benchmark family, so others do not
@@ -91,12 +97,12 @@ def case_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
     # The metrics a history can trust on a shared machine: the interleaved ratio to
     # F.linear, and (CPU, in the sweep's instruction dtypes) instructions per call.
     patterns["RelativeToTorch"] = \
-        rf"^bench_linear\.RelativeToTorch\.\w+\({eager}, {shapes}, {dtypes}, {alt(devices)}, {modes_alt}\)$"
+        _select("RelativeToTorch", f"{eager}, {shapes}, {dtypes}, {alt(devices)}, {modes_alt}")
     # The first screen's speedups: each implementation against the baseline, interleaved.
     speedup_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.speedup_dtypes]
     if speedup_dtypes:
         patterns["Speedup"] = \
-            rf"^bench_linear\.Speedup\.\w+\({eager}, {shapes}, {alt(speedup_dtypes)}, {alt(devices)}, {modes_alt}\)$"
+            _select("Speedup", f"{eager}, {shapes}, {alt(speedup_dtypes)}, {alt(devices)}, {modes_alt}")
     compile_dtypes = [d for d in sweep_def.dtypes if d in sweep_def.compile_dtypes]
     if sweep_def.compile_shapes and compile_dtypes:
         cases = f"{compiled_impl}, {alt(sweep_def.compile_shapes)}, {alt(compile_dtypes)}, {alt(devices)}"
@@ -105,19 +111,19 @@ def case_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
         patterns["Compiled"] = (rf"^bench_linear\.(?:(?:{timed})\.\w+\({cases}\)"
                                 rf"|(?:CompileCost|Speedup)\.\w+\({cases}, {modes}\))$")
         # Their ratios to F.linear, for the history.
-        patterns["CompiledRatio"] = rf"^bench_linear\.RelativeToTorch\.\w+\({cases}, {modes}\)$"
+        patterns["CompiledRatio"] = _select("RelativeToTorch", f"{cases}, {modes}")
     counted = [d for d in sweep_def.dtypes if d in sweep_def.instruction_dtypes]
     if counted and "cpu" in devices:
         patterns["Instructions"] = \
-            rf"^bench_linear\.Instructions\.\w+\({eager}, {shapes}, {alt(counted)}, 'cpu', {modes_alt}\)$"
+            _select("Instructions", f"{eager}, {shapes}, {alt(counted)}, 'cpu', {modes_alt}")
     if counted:
         # What each case dispatches to, in the dtypes whose instructions are counted (a
         # dispatch seldom depends on the dtype; tracing costs a process per case in asv).
         patterns["Dispatch"] = \
-            rf"^bench_linear\.Dispatch\.\w+\({eager}, {shapes}, {alt(counted)}, {alt(devices)}, {modes_alt}\)$"
+            _select("Dispatch", f"{eager}, {shapes}, {alt(counted)}, {alt(devices)}, {modes_alt}")
     if mem_dtypes and "cpu" in devices:
         patterns["HostMemory"] = \
-            rf"^bench_linear\.HostMemory\.\w+\({eager}, {shapes}, {alt(mem_dtypes)}, {modes_alt}\)$"
+            _select("HostMemory", f"{eager}, {shapes}, {alt(mem_dtypes)}, {modes_alt}")
     # The roofline's ceilings: the compute peak in each of the sweep's dtypes on each device;
     # the bandwidth, which has no dtype, with float32's (so a sweep chunked per dtype
     # measures it once).
@@ -128,7 +134,7 @@ def case_patterns(sweep_def: sweep.Sweep, devices: list[str] | None = None,
                                + (r"|CacheBandwidth\.\w+\('cuda'\)" if "cuda" in devices else "") + ")$"
     if mem_dtypes and "cuda" in devices:
         patterns["DeviceMemory"] = \
-            rf"^bench_linear\.DeviceMemory\.\w+\({eager}, {shapes}, {alt(mem_dtypes)}, {modes_alt}\)$"
+            _select("DeviceMemory", f"{eager}, {shapes}, {alt(mem_dtypes)}, {modes_alt}")
     return patterns
 
 

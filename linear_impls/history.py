@@ -5,7 +5,7 @@ One rule for the summary page and asv's own regressions page: asv's step detecti
 over commits, and a step is a change when ``verdict.classify`` calls it one: beyond
 the metric's threshold in ``asv.conf.json``'s ``regressions_thresholds`` (the same
 table asv's regressions page reads) either way, and larger than the segments' own scatter.  Only the metrics in
-``DECIDING`` decide; wall time is drawn beside them, never used to call a change,
+``deciding()`` decide; wall time is drawn beside them, never used to call a change,
 because on a shared runner it moves 20-50% with no change at all.
 
 This module is analysis only (pandas in, pandas out); the report renders it.
@@ -14,7 +14,6 @@ This module is analysis only (pandas in, pandas out); the report renders it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,29 +23,16 @@ from . import instructions, suite
 from .verdict import SAME, classify
 
 
-@dataclass(frozen=True)
-class Metric:
-    kind: str  # the report's "kind" column
-    benchmark: str  # Class.method, any module
-    label: str
-    measures: str  # one line: what it measures, and what it cannot see
-    decides: bool
+def metrics() -> tuple[suite.Metric, ...]:
+    """The metrics the history draws, one per kind, from the catalogue (``suite.drawn``)."""
+    return suite.drawn()
 
 
-METRICS = (
-    Metric("instructions", suite.BY_KIND["instructions"].name, "instructions per call",
-           "what the CPU executes per call, counted under callgrind: the same in every run of a commit. "
-           "Blind to memory stalls and cache misses, to the AVX-512 paths (valgrind shows the program none) "
-           "and to the GPU.", True),
-    Metric("ratio", suite.BY_KIND["ratio"].name, "time over F.linear",
-           "the call's time over torch's own F.linear on the same inputs, in alternating ~2 ms blocks in one "
-           "process, so the machine's slow spells cancel. Sees memory effects and the GPU; blind to a change "
-           "in torch itself (F.linear moves with it) and to changes under its noise (about 10%).", True),
-    Metric("time", "time_", "wall time per call",
-           "what a user pays per call, but on a shared runner it moves 20-50% between runs of one commit: "
-           "drawn with that band, never used to call a change.", False),
-)
-DECIDING = tuple(m.kind for m in METRICS if m.decides)
+def deciding() -> tuple[str, ...]:
+    """The kinds that decide a change (the catalogue's ``decides``); the others are only drawn."""
+    return tuple(m.kind for m in suite.drawn() if m.decides)
+
+
 # asv's own default when no regressions_thresholds entry matches.
 ASV_DEFAULT_THRESHOLD = 0.05
 # The band drawn around wall time: the run-to-run spread measured on the shared VM
@@ -122,7 +108,7 @@ def find_changes(frame: pd.DataFrame, files: pd.DataFrame, thresholds: dict[str,
             "n_commits"]
     rows = []
     pos = ordered_commits(files, order)
-    data = frame[frame["kind"].isin(DECIDING) & (frame["status"] == "ok")]
+    data = frame[frame["kind"].isin(deciding()) & (frame["status"] == "ok")]
     if data.empty:
         return pd.DataFrame(columns=cols)
     data = data.drop(columns=["machine", "env", "commit"], errors="ignore").merge(pos, on="file")

@@ -35,6 +35,11 @@ class Metric:
     # asv's regressions_thresholds for it (asv.conf.json), and whether the history decides with it.
     threshold: float | None = None
     decides: bool = False
+    # How the page names its kind, and one line on what it measures and what it cannot see.
+    label: str = ""
+    about: str = ""
+    # Drawn in the history and the side-by-side tables (a deciding metric always is).
+    drawn: bool = False
 
     @property
     def asv_name(self) -> str:
@@ -50,14 +55,26 @@ _MEMORY = ("impl", "shape", "dtype", "mode")
 # Wall time is drawn, never decides: it moves 20-50% between runs on a shared machine.
 _WALL = 1000.0
 
+_WALL_TIME = {"label": "wall time per call", "drawn": True, "about":
+              "what a user pays per call, but on a shared runner it moves 20-50% between runs of one commit: "
+              "drawn with that band, never used to call a change."}
+
 METRICS = (
-    Metric("Inference.time_forward", "time", "seconds", _TIMED, {"mode": "forward"}, "Timed", _WALL),
-    Metric("Training.time_forward_backward", "time", "seconds", _TIMED, {"mode": "forward_backward"}, "Timed",
-           _WALL),
-    Metric("Speedup.track_speedup", "speedup", "speedup", CASE_PARAMS, {}, "Speedup", _WALL),
-    Metric("RelativeToTorch.track_ratio", "ratio", "ratio", CASE_PARAMS, {}, "RelativeToTorch", 0.2, True),
     Metric("Instructions.track_instructions", "instructions", "instructions", CASE_PARAMS, {}, "Instructions",
-           0.02, True),
+           0.02, True, label="instructions per call", about=(
+               "what the CPU executes per call, counted under callgrind: the same in every run of a commit. "
+               "Blind to memory stalls and cache misses, to the AVX-512 paths (valgrind shows the program none) "
+               "and to the GPU.")),
+    Metric("RelativeToTorch.track_ratio", "ratio", "ratio", CASE_PARAMS, {}, "RelativeToTorch", 0.2, True,
+           label="time over F.linear", about=(
+               "the call's time over torch's own F.linear on the same inputs, in alternating ~2 ms blocks in one "
+               "process on one thread, so the machine's slow spells cancel. Sees memory effects and the GPU; "
+               "blind to a change in torch itself (F.linear moves with it) and to changes under its noise "
+               "(about 10%).")),
+    Metric("Inference.time_forward", "time", "seconds", _TIMED, {"mode": "forward"}, "Timed", _WALL, **_WALL_TIME),
+    Metric("Training.time_forward_backward", "time", "seconds", _TIMED, {"mode": "forward_backward"}, "Timed",
+           _WALL, **_WALL_TIME),
+    Metric("Speedup.track_speedup", "speedup", "speedup", CASE_PARAMS, {}, "Speedup", _WALL),
     Metric("HostMemory.peakmem_step", "memory", "bytes", _MEMORY, {"device": "cpu"}, "HostMemory", 0.1),
     Metric("DeviceMemory.track_peak_bytes", "memory", "bytes", _MEMORY, {"device": "cuda"}, "DeviceMemory", 0.1),
     Metric("Dispatch.track_ops", "ops", "count", CASE_PARAMS, {}, "Dispatch"),
@@ -66,7 +83,6 @@ METRICS = (
     Metric("CompileCost.track_graphs", "graphs", "count", CASE_PARAMS, {}, "Compiled"),
     Metric("CompileCost.track_graph_breaks", "graph_breaks", "count", CASE_PARAMS, {}, "Compiled"),
 )
-BY_NAME = {m.name: m for m in METRICS}
 # The first metric of a kind (time: Inference's; memory: HostMemory's): a dict comprehension
 # would keep the last.
 BY_KIND: dict[str, Metric] = {}
@@ -79,8 +95,18 @@ BOOKKEEPING = ("Environment", "EnvironmentPrecision", "EnvironmentGpu", "Ceiling
 def of(name: str) -> Metric | None:
     """The metric of an asv benchmark name (``bench_linear.Inference.time_forward`` or any module
     prefix); None for one that is not catalogued."""
-    parts = name.split(".")
-    return BY_NAME.get(".".join(parts[-2:])) if len(parts) >= 2 else None
+    key = ".".join(name.split(".")[-2:])
+    # Looked up when asked, as every table derived from METRICS: a test may add a metric.
+    return next((m for m in METRICS if m.name == key), None)
+
+
+def drawn() -> tuple[Metric, ...]:
+    """The first metric of each kind the history draws (deciding or drawn), in the catalogue's order."""
+    out: dict[str, Metric] = {}
+    for m in METRICS:
+        if m.decides or m.drawn:
+            out.setdefault(m.kind, m)
+    return tuple(out.values())
 
 
 def wall_time(mode: str) -> Metric:

@@ -78,7 +78,7 @@ def unrepr(s: str) -> str:
 def cases(path: Path):
     """(benchmark, params dict, row dict) for every combination of one results file."""
     for case in results_mod.iter_cases(results_mod.read(path)):
-        pnames = load.KNOWN_PARAM_NAMES.get(load.short(case.benchmark))
+        pnames = load.known_param_names().get(load.short(case.benchmark))
         if pnames is None:
             continue
         params = dict(zip(pnames, (unrepr(c) for c in case.params), strict=True))
@@ -126,7 +126,7 @@ def test_page_shows_every_impl_and_shape(results, tmp_path):
             impls.add(params["impl"])
             if measured(row["result"]):
                 n_ok += 1
-                if load.FIXED[load.short(_bench)]["kind"] == "time":
+                if load.fixed()[load.short(_bench)]["kind"] == "time":
                     shapes.add(params["shape"])
     assert summary.n_cases == n_ok
     assert shapes, "the latest results measured no timed case"
@@ -147,7 +147,7 @@ def test_gflops_and_speedup_cells(results, tmp_path):
         interleaved = {(p["impl"], p["shape"], p["dtype"], p["device"], p["mode"]): r["result"]
                        for b, p, r in cases(path) if measured(r["result"]) and "Speedup." in b}
         for bench, params, row in rows:
-            mode = load.FIXED[load.short(bench)]["mode"]
+            mode = load.fixed()[load.short(bench)]["mode"]
             gflops = sweep.parse_shape(params["shape"]).flops(mode) / row["result"] / 1e9
             assert fmt_gflops(gflops) in page
             assert fmt_time(row["result"]) in page

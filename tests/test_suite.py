@@ -33,8 +33,8 @@ def test_asv_conf_thresholds_are_the_catalogues():
 
 
 def test_the_history_decides_with_the_catalogues_deciding_metrics():
-    assert set(history.DECIDING) == {m.kind for m in suite.METRICS if m.decides}
-    assert {m.benchmark for m in history.METRICS if m.decides} == {m.name for m in suite.METRICS if m.decides}
+    assert set(history.deciding()) == {m.kind for m in suite.METRICS if m.decides}
+    assert {m.name for m in history.metrics() if m.decides} == {m.name for m in suite.METRICS if m.decides}
 
 
 @pytest.mark.parametrize("sweep_name", ["default", "full"])
@@ -62,3 +62,54 @@ def test_every_linbench_variable_spelled_anywhere_is_named_in_envvars():
         if path.is_file():
             spelled |= set(re.findall(r"\bLINBENCH_[A-Z_]*[A-Z]\b", path.read_text(errors="replace")))
     assert spelled - envvars.NAMES == set()
+
+
+def test_a_new_metric_needs_only_its_benchmark_and_its_catalogue_entry(monkeypatch, tmp_path):
+    """A metric added to the catalogue alone is selected by its family's pattern, labelled and
+    given its unit by the loader, drawn in the history with what it measures, and shown on the
+    page (its benchmark in bench_linear.py is the other file).  A metric that decides also needs
+    its threshold in asv.conf.json, which test_asv_conf_thresholds_are_the_catalogues asks for."""
+    import re
+
+    from linear_impls import report
+    from linear_impls.report import load
+
+    from . import test_history
+
+    new = suite.Metric("Widgets.track_widgets", "widgets", "count", suite.CASE_PARAMS, {}, "Dispatch",
+                       label="widgets per call", about="how many widgets a call makes, a test's own metric.",
+                       drawn=True)
+    monkeypatch.setattr(suite, "METRICS", (*suite.METRICS, new))
+
+    name = "bench_linear.Widgets.track_widgets('f_linear', '64x256x256', 'float32', 'cpu', 'forward')"
+    assert re.search(asvconf.case_patterns(sweep.SWEEPS["default"], devices=["cpu"])["Dispatch"], name)
+    assert suite.of(name) == new and new in history.metrics() and "widgets" not in history.deciding()
+
+    # Two machines' histories, each commit's file holding the new metric too: 3 widgets a call,
+    # then 6 from the commit where the instruction count steps.
+    results = test_history.write_history(tmp_path)
+    test_history.write_history(tmp_path, machine="quiet", step=False, seed=1)
+    for path in results.glob("*/*-*.json"):
+        data = json.loads(path.read_text())
+        if "results" not in data:
+            continue
+        params = data["results"]["bench_linear.Instructions.track_instructions"][1]
+        step = test_history.COMMITS.index(data["commit_hash"]) >= test_history.STEP_AT
+        data["results"][new.asv_name] = test_history.entry(params, [6.0 if step else 3.0, 3.0])
+        path.write_text(json.dumps(data))
+
+    rows = report.load_results(results).frame
+    widgets = rows[rows["benchmark"] == new.asv_name]
+    assert set(widgets["kind"]) == {"widgets"} and set(widgets["value"]) == {3.0, 6.0}
+    assert load.unit_of()["widgets"] == "count"
+
+    out = tmp_path / "index.html"
+    report.build_report(results, out, asv_conf=ROOT / "asv.conf.json")
+    page = out.read_text()
+    hist = page.split('id="history"')[1].split('<h2 id="env"')[0]
+    # In the history's legend with what it measures, and a panel of the change's chart; drawn,
+    # so its own doubling is not a change.
+    assert "<b>widgets per call</b>: how many widgets a call makes" in hist
+    assert hist.count(">widgets per call<") >= 1 and "1 change." in hist
+    # In the side-by-side tables of the two machines, as a column of each cell.
+    assert 'title="widgets per call"' in page

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .. import compiled, dropin, history, registry, sweep
 from ..verdict import classify
-from .load import CASE, FIXED
+from .load import CASE, fixed
 
 # (q75 - q25) / median above this marks a measurement as noisy.
 NOISY_IQR = 0.2
@@ -162,9 +162,9 @@ def missing_cases(latest: pd.DataFrame, file_ids: Iterable[int], impls: list[str
     sweeps_of = sweeps_of or {}
     timed = latest[latest["kind"] == "time"]
     bench_names = {mode: name for name, mode in timed[["benchmark", "mode"]].drop_duplicates().itertuples(index=False)}
-    for name, fixed in FIXED.items():
-        if fixed["kind"] == "time" and fixed["mode"] not in bench_names:
-            bench_names[fixed["mode"]] = f"bench_linear.{name}"
+    for name, fixed_params in fixed().items():
+        if fixed_params["kind"] == "time" and fixed_params["mode"] not in bench_names:
+            bench_names[fixed_params["mode"]] = f"bench_linear.{name}"
     rows = []
     present = timed[timed["status"] != "skipped"]
     by_name: dict[str, sweep.Sweep] = {}
@@ -231,17 +231,18 @@ def _rank(values: tuple, value: str) -> int:
     return values.index(value) if value in values else len(values)
 
 
-# What the side-by-side tables show per machine, in the order shown in a cell.
-SIDE_KINDS = (("time", "wall time"), ("ratio", "time over F.linear's, one thread"),
-              ("instructions", "instructions per call"))
+def side_kinds() -> tuple[tuple[str, str], ...]:
+    """What the side-by-side tables show per machine, (kind, label) in the order shown in a cell:
+    the metrics the history draws."""
+    return tuple((m.kind, m.label) for m in history.metrics())
 
 
 def side_by_side(latest: pd.DataFrame) -> pd.DataFrame:
     """Cases measured by two or more of the latest files: a row per case and file, a column per kind.
 
-    Columns: device, dtype, mode, shape, impl, file, failed, and one per ``SIDE_KINDS`` kind.
+    Columns: device, dtype, mode, shape, impl, file, failed, and one per ``side_kinds()`` kind.
     """
-    kinds = [k for k, _ in SIDE_KINDS]
+    kinds = [k for k, _ in side_kinds()]
     shown = latest[latest["kind"].isin(kinds) & (latest["status"] != "skipped")]
     keys = ["device", "dtype", "mode", "shape", "impl"]
     n_files = shown.groupby(keys)["file"].transform("nunique")
@@ -315,7 +316,7 @@ def since_previous(frame: pd.DataFrame, files: pd.DataFrame, changes: pd.DataFra
         if len(fl) < 2:
             continue
         prev, last = fl.iloc[-2], fl.iloc[-1]
-        both = frame[frame["file"].isin([prev["file"], last["file"]]) & frame["kind"].isin(history.DECIDING)
+        both = frame[frame["file"].isin([prev["file"], last["file"]]) & frame["kind"].isin(history.deciding())
                      & (frame["status"] == "ok")]
         n_cases = int((both.groupby(["kind", *BENCH_CASE])["file"].nunique() == 2).sum())
         mine = changes[(changes["machine"] == machine) & (changes["env"] == env)

@@ -41,13 +41,25 @@ PRECISION_FACTS = ["tf32", "reduced_precision_reduction"]
 FILE = ["file", "source", "path", "machine", "env", "commit", "date", "python", "torch", "threads",
         "compile_threads", "cpu", "dirty", "branch", "params", "env_vars", *GPU_FACTS, *PRECISION_FACTS]
 
-# Fixed parameters, kinds, units and parameter names of the suite's benchmarks (matched on
-# "Class.method", any module): from the catalogue (linear_impls/suite.py).
-FIXED = {m.name: {**m.fixed, "kind": m.kind} for m in suite.METRICS}
-# The unit each kind of measurement is written in (units.fmt).
-UNIT_OF = {m.kind: m.unit for m in reversed(suite.METRICS)}
-# Parameter names of the suite's benchmarks, for a results folder without benchmarks.json.
-KNOWN_PARAM_NAMES = {m.name: list(m.params) for m in suite.METRICS}
+
+
+# The catalogue's tables (linear_impls/suite.py), derived when asked: matched on "Class.method",
+# any module.
+def fixed() -> dict[str, dict]:
+    """The parameters each benchmark's class fixes, and its kind."""
+    return {m.name: {**m.fixed, "kind": m.kind} for m in suite.METRICS}
+
+
+def unit_of() -> dict[str, str]:
+    """The unit each kind of measurement is written in (units.fmt): its first metric's."""
+    return {m.kind: m.unit for m in reversed(suite.METRICS)}
+
+
+def known_param_names() -> dict[str, list[str]]:
+    """Parameter names of the suite's benchmarks, for a results folder without benchmarks.json."""
+    return {m.name: list(m.params) for m in suite.METRICS}
+
+
 _ASV_STATS = {"ci_99_a": "ci_a", "ci_99_b": "ci_b", "q_25": "q25", "q_75": "q75", "number": "number",
               "repeat": "repeat"}
 # The suite records the thread counts it pinned as benchmarks of their own
@@ -120,7 +132,7 @@ def _param_names(name: str, meta: dict, n_axes: int) -> list[str] | None:
         names = [str(n) for n in entry["param_names"]]
         if len(names) == n_axes:
             return names
-    names = KNOWN_PARAM_NAMES.get(short(name))
+    names = known_param_names().get(short(name))
     return list(names) if names is not None and len(names) == n_axes else None
 
 
@@ -129,8 +141,9 @@ def _benchmark_frame(b: results.Benchmark, meta: dict) -> pd.DataFrame | str:
     if b.error:
         return f"asv cannot read its values ({b.error})"
     names = _param_names(b.name, meta, len(b.params))
-    if names is None and short(b.name) in KNOWN_PARAM_NAMES:
-        return f"{len(b.params)} parameter axes, expected {len(KNOWN_PARAM_NAMES[short(b.name)])}"
+    known = known_param_names()
+    if names is None and short(b.name) in known:
+        return f"{len(b.params)} parameter axes, expected {len(known[short(b.name)])}"
     if names is None or "impl" not in names or "shape" not in names:
         return "no impl/shape parameters"
     n = len(b.values)
@@ -143,8 +156,8 @@ def _benchmark_frame(b: results.Benchmark, meta: dict) -> pd.DataFrame | str:
     stats = [s if isinstance(s, dict) else {} for s in b.stats]
     for src, dst in _ASV_STATS.items():
         frame[dst] = _floats([s.get(src) for s in stats])
-    fixed = FIXED.get(short(b.name), {})
-    if fixed.get("kind") == "speedup":
+    given = fixed().get(short(b.name), {})
+    if given.get("kind") == "speedup":
         spread = [process_spread(x, samples_per_process(x)) for x in (b.samples or [None] * n)]
     else:
         spread = [process_spread(None, 0)] * n
@@ -152,11 +165,11 @@ def _benchmark_frame(b: results.Benchmark, meta: dict) -> pd.DataFrame | str:
         frame[col] = _floats([s[i] for s in spread])
     for col in ("dtype", "device", "mode"):
         if col not in frame.columns:
-            frame[col] = fixed.get(col, "")
+            frame[col] = given.get(col, "")
     method = b.name.rsplit(".", 1)[-1]
     # A benchmark the catalogue does not know (an older or a forked suite's) is named for what
     # its method says, never passed off as another metric.
-    frame["kind"] = fixed.get("kind") or ("time" if method.startswith("time_") else
+    frame["kind"] = given.get("kind") or ("time" if method.startswith("time_") else
                                           "memory" if method.startswith("peakmem_") else method)
     frame["benchmark"] = b.name
     return frame

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .. import history
 from ..units import fmt
-from .load import UNIT_OF
+from .load import unit_of
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
@@ -134,7 +134,7 @@ def history_chart(series: dict[str, pd.DataFrame], change: pd.Series) -> Chart:
     """The case over commits, a panel per metric: the changed metric in red, the step dashed,
     wall time with its run-to-run band."""
     commits = series["_commits"]
-    panels = [m for m in history.METRICS if m.kind in series]
+    panels = [m for m in history.metrics() if m.kind in series]
     width = 230
     chart = Chart(width * max(len(panels), 1) + 10, 170)
     step = commits.loc[commits["commit"] == change["after_commit"], "pos"]
@@ -150,7 +150,7 @@ def history_chart(series: dict[str, pd.DataFrame], change: pd.Series) -> Chart:
             lo, hi = min(lo, mid * (1 - history.WALL_TIME_NOISE)), max(hi, mid * (1 + history.WALL_TIME_NOISE))
         pad = (hi - lo) * 0.1 or abs(hi) * 0.05 or 1.0
         y = Axis(lo - pad, hi + pad, 135, 22)
-        unit = UNIT_OF.get(metric.kind, "")
+        unit = unit_of().get(metric.kind, "")
         _frame_panel(chart, x, y, metric.label, unit)
         if band:
             top, bottom = y(mid * (1 + history.WALL_TIME_NOISE)), y(mid * (1 - history.WALL_TIME_NOISE))

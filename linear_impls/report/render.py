@@ -22,7 +22,7 @@ from .. import checks as checks_mod
 from .. import dropin, history, instructions, registry, sweep
 from ..units import fmt, fmt_date
 from . import analysis, modelstep, plots, roofline
-from .load import GPU_FACTS, UNIT_OF, short
+from .load import GPU_FACTS, short, unit_of
 
 # Changed cases drawn as charts (the table lists them all).
 MAX_HISTORY_CHARTS = 12
@@ -38,7 +38,6 @@ def _environment() -> jinja2.Environment:
     env.filters["short"] = short
     env.filters["pct"] = lambda v: f"{v:.0%}" if isinstance(v, float) and math.isfinite(v) else "–"
     env.globals["asv_link"] = asv_link
-    env.globals["unit_of"] = UNIT_OF
     env.globals["speedup_colour"] = speedup_colour
     env.globals["chart"] = lambda c: Markup(_ENV.get_template("chart.svg.j2").render(chart=c))
     return env
@@ -238,12 +237,12 @@ def machines_section(d, ids: Ids) -> Section:
                     cells.append({"state": "failed"})
                 else:
                     cells.append({"state": "ok", "parts": [(label, getattr(r, kind), kind)
-                                                           for kind, label in analysis.SIDE_KINDS
+                                                           for kind, label in analysis.side_kinds()
                                                            if math.isfinite(getattr(r, kind))]})
             rows.append({"shape": shape, "impl": impl, "cells": cells})
         families.append({"id": hid, "title": title, "n_cases": len(rows), "rows": rows})
     return Section("machines", "Machines and environments side by side", "machines.html.j2",
-                   {"columns": cols, "families": families, "kinds": analysis.SIDE_KINDS}, toc)
+                   {"columns": cols, "families": families, "kinds": analysis.side_kinds()}, toc)
 
 
 def model_section(d, ids: Ids) -> Section | None:
@@ -361,7 +360,7 @@ def history_section(d, ids: Ids, asv_html: str, thresholds: dict[str, float],
         block = {"id": ids("hist"), "machine": machine, "env": env, "n_commits": len(fl),
                  "first": fl.iloc[0], "last": fl.iloc[-1], "rows": [], "more": 0, "charts": [],
                  "charts_cut": False,
-                 "have": sorted(set(frame.loc[frame["file"].isin(fl["file"]), "kind"]) & set(history.DECIDING))}
+                 "have": sorted(set(frame.loc[frame["file"].isin(fl["file"]), "kind"]) & set(history.deciding()))}
         blocks.append(block)
         if len(fl) < 2:
             continue
@@ -386,7 +385,7 @@ def history_section(d, ids: Ids, asv_html: str, thresholds: dict[str, float],
             ser = history.series(frame, d.files, r.to_dict(), order)
             block["charts"].append((f"{r['impl']} {r['shape']} {r['dtype']} {r['device']} {r['mode']}: {r['kind']}",
                                     plots.history_chart(ser, r)))
-    ctx = {"metrics": history.METRICS, "limits": limits, "noise": history.WALL_TIME_NOISE, "blocks": blocks,
+    ctx = {"metrics": history.metrics(), "limits": limits, "noise": history.WALL_TIME_NOISE, "blocks": blocks,
            "max_charts": MAX_HISTORY_CHARTS, "max_rows": MAX_HISTORY_ROWS, "asv_html": asv_html}
     return Section("history", "History: what changed, and why", "history.html.j2", ctx), n_found
 
@@ -494,8 +493,8 @@ def _threads(f: pd.Series) -> str:
 
 def deciding_limits(thresholds: dict[str, float]) -> str:
     """The deciding metrics' thresholds, as the page states them: "instructions per call 2%, ..."."""
-    return ", ".join(f"{m.label} {history.threshold_for(f'bench_linear.{m.benchmark}', thresholds):.0%}"
-                     for m in history.METRICS if m.decides)
+    return ", ".join(f"{m.label} {history.threshold_for(m.asv_name, thresholds):.0%}"
+                     for m in history.metrics() if m.decides)
 
 
 def render_page(summary, sections: list[Section], asv_html: str, results_dir, verdict: list[dict],
@@ -505,7 +504,9 @@ def render_page(summary, sections: list[Section], asv_html: str, results_dir, ve
     return _ENV.get_template("page.html.j2").render(summary=summary, sections=numbered, asv_html=asv_html,
                                                     results_dir=str(results_dir), css=css,
                                                     baseline=registry.baseline(), verdict=verdict,
-                                                    limits=deciding_limits(thresholds))
+                                                    limits=deciding_limits(thresholds),
+                                                    # The catalogue's units as it is now (a test may add a metric).
+                                                    unit_of=unit_of())
 
 
 _ENV = _environment()
