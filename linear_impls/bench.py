@@ -175,9 +175,12 @@ def build_step(impl: registry.Impl, shape: sweep.Shape, dtype: str, device: str,
         n = math.prod(size)
         if n <= RANDOM_BLOCK:
             return torch.randn(size, generator=gen).to(device=device, dtype=td)
-        block, out = torch.randn(RANDOM_BLOCK, generator=gen), torch.empty(n)
-        for start in range(0, n, RANDOM_BLOCK):
-            out[start:start + RANDOM_BLOCK].copy_(block[:n - start])
+        # Drawn into the tensor's own first block and copied on from there: no second buffer,
+        # so the host's peak memory (HostMemory) is what a tensor drawn whole gave.
+        out = torch.empty(n)
+        out[:RANDOM_BLOCK].normal_(generator=gen)
+        for start in range(RANDOM_BLOCK, n, RANDOM_BLOCK):
+            out[start:start + RANDOM_BLOCK].copy_(out[:min(RANDOM_BLOCK, n - start)])
         return out.view(size).to(device=device, dtype=td)
 
     weight = nn.Parameter(rand(shape.out_features, shape.in_features) / shape.in_features**0.5,
