@@ -66,7 +66,7 @@ METRICS = (
                "Blind to memory stalls and cache misses, to the AVX-512 paths (valgrind shows the program none) "
                "and to the GPU.")),
     Metric("RelativeToTorch.track_ratio", "ratio", "ratio", CASE_PARAMS, {}, "RelativeToTorch", 0.2, True,
-           label="time over F.linear", about=(
+           label="time over F.linear, one thread", about=(
                "the call's time over torch's own F.linear on the same inputs, in alternating ~2 ms blocks in one "
                "process on one thread, so the machine's slow spells cancel. Sees memory effects and the GPU; "
                "blind to a change in torch itself (F.linear moves with it) and to changes under its noise "

@@ -83,7 +83,7 @@ def test_a_new_metric_needs_only_its_benchmark_and_its_catalogue_entry(monkeypat
 
     name = "bench_linear.Widgets.track_widgets('f_linear', '64x256x256', 'float32', 'cpu', 'forward')"
     assert re.search(asvconf.case_patterns(sweep.SWEEPS["default"], devices=["cpu"])["Dispatch"], name)
-    assert suite.of(name) == new and new in history.metrics() and "widgets" not in history.deciding()
+    assert suite.of(new.asv_name) == new and new in history.metrics() and "widgets" not in history.deciding()
 
     # Two machines' histories, each commit's file holding the new metric too: 3 widgets a call,
     # then 6 from the commit where the instruction count steps.
