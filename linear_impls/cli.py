@@ -186,6 +186,7 @@ def build_worker_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", action="append")
     p.add_argument("--dtype", action="append")
     p.add_argument("--start", type=int, default=0)
+    p.add_argument("--progress", required=True, help="the supervisor's progress file (linear_impls.supervise)")
     p.add_argument("--shape", action="append")
     p.set_defaults(func=cmd_check_worker, command=WORKER_COMMAND)
     return p

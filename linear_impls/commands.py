@@ -236,7 +236,7 @@ def cmd_check_worker(args) -> int:
 
     impl = registry.get(args.impl[0])
     return checkrun.worker_main(impl, args.device or ["cpu"], tuple(args.dtype or sweep.DTYPES), args.start,
-                                tuple(args.shape or ()))
+                                args.progress, tuple(args.shape or ()))
 
 
 # --- sweep / run ----------------------------------------------------------------------

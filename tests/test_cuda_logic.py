@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import linear_impls
-from linear_impls import asvconf, bench, checkrun, checks, compiled, gpu, sweep
+from linear_impls import asvconf, bench, checks, compiled, gpu, supervise, sweep
 from linear_impls.report import roofline
 
 from .conftest import run_linbench
@@ -271,7 +271,7 @@ def test_memory_limit_counts_allocations_not_reserved_address_space():
     # A CUDA context reserves tens of GiB of address space; the limit must let that through and
     # still refuse memory actually allocated past it.
     proc = subprocess.run([sys.executable, "-c", _RESERVE], capture_output=True, text=True, timeout=60,
-                          preexec_fn=checkrun._limit_memory(2 * GIB))
+                          preexec_fn=supervise.limit_memory(2 * GIB))
     assert "reserved 64 GiB" in proc.stdout and "4 GiB refused" in proc.stdout, proc.stdout + proc.stderr
 
 
