@@ -97,6 +97,10 @@ try:
     from linear_impls import instructions as _instructions  # noqa: E402
 except ImportError:  # a commit older than instruction counts (asv benchmarks old commits with this file)
     _instructions = None
+try:
+    from linear_impls import functioncounts as _functioncounts  # noqa: E402
+except ImportError:  # older commits kept the per-function counts in instructions itself
+    _functioncounts = _instructions
 
 def _prepared_step(owner):
     # A _Timed method does nothing but call the step its setup prepared, and asv runs
@@ -678,8 +682,8 @@ class Instructions:
         results = _instructions.measure(cases, _ref(sweep_def))
         folder, commit = _callgrind_dir(), os.environ.get("ASV_COMMIT")
         if folder is not None and commit:
-            _instructions.save(folder, commit, os.environ.get("ASV_ENV_NAME", "env"), results,
-                               _instructions.host_info())
+            _functioncounts.save(folder, commit, os.environ.get("ASV_ENV_NAME", "env"), results,
+                                 _functioncounts.host_info())
         return {"sweep": sweep_def.name, "skipped": skipped,
                 "counts": {k: r.get("instructions", r.get("error")) for k, r in results.items()}}
 
@@ -729,10 +733,10 @@ def _callgrind_dir():
     """Where per-function counts go: ``$LINBENCH_CALLGRIND_DIR``, else ``callgrind/`` in asv's results folder."""
     from pathlib import Path
 
-    if os.environ.get(_instructions.SIDECAR_ENV):
-        return Path(os.environ[_instructions.SIDECAR_ENV])
+    if os.environ.get(_functioncounts.SIDECAR_ENV):
+        return Path(os.environ[_functioncounts.SIDECAR_ENV])
     results = _results_dir()
-    return None if results is None else _instructions.sidecar_dir(results)
+    return None if results is None else _functioncounts.sidecar_dir(results)
 
 
 def _no_compiled_peak(impl):

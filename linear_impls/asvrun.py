@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import asvconf, dispatch, envvars, instructions, plugins, results, sweep
+from . import asvconf, dispatch, envvars, functioncounts, instructions, plugins, results, sweep
 
 
 def machine_name(asv_args: list[str]) -> str:
@@ -352,7 +352,7 @@ def run_sweep(sweep_ref: str, asv_args: list[str], *, root: Path, target: Target
     keep_sweep_file(results_dir, sweep_def)
     # Per-function instruction counts beside this machine's results (plain asv run, which
     # cannot say its machine to a benchmark, keeps them in one folder for all machines).
-    env.setdefault(instructions.SIDECAR_ENV, str(instructions.sidecar_dir(results_dir / target.machine)))
+    env.setdefault(functioncounts.SIDECAR_ENV, str(functioncounts.sidecar_dir(results_dir / target.machine)))
     env.setdefault(dispatch.SIDECAR_ENV, str(results_dir / target.machine / dispatch.SIDECAR))
     select = uncounted_select(skip)
     if impls is not None:  # valgrind counts only the chosen implementations (setup_cache cannot see -b)

@@ -59,7 +59,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import asvconf, asvrun, dispatch, envvars, instructions, plugins, results, suite, sweep
+from . import asvconf, asvrun, dispatch, envvars, functioncounts, instructions, plugins, results, suite, sweep
 from .verdict import classify
 
 DEFAULT_FACTOR = 1.10
@@ -313,7 +313,7 @@ def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str]
     # 0.25 s of ratio blocks per case and round, as measured by benchmarks/gate_trials.py
     # (a history takes less: it does not test significance).
     env.setdefault(envvars.RATIO_SECONDS, "0.25")
-    env[instructions.SIDECAR_ENV] = str(callgrind_dir(workdir))
+    env[functioncounts.SIDECAR_ENV] = str(callgrind_dir(workdir))
     env[dispatch.SIDECAR_ENV] = str(workdir / dispatch.SIDECAR)
     # The op traces' setup_cache cannot see -b either: the counted patterns say what to trace.
     env[envvars.SELECT] = "|".join(f"(?:{p})" for p in counted_patterns) or "(?!)"
@@ -349,7 +349,7 @@ def run_asv(root: Path, workdir: Path, base: str, head: str, patterns: list[str]
 
 
 def callgrind_dir(workdir: Path) -> Path:
-    return instructions.sidecar_dir(workdir / "results" / GATE_MACHINE)
+    return functioncounts.sidecar_dir(workdir / "results" / GATE_MACHINE)
 
 
 def attach_function_deltas(changes: list[Change], folder: Path, base: str, head: str, top: int = 5) -> None:
@@ -357,13 +357,13 @@ def attach_function_deltas(changes: list[Change], folder: Path, base: str, head:
     wanted = [c for c in changes if c.unit in COUNTED_UNITS and c.verdict in ("slower", "faster")]
     if not wanted:
         return
-    per_base, per_head = instructions.load(folder, base), instructions.load(folder, head)
+    per_base, per_head = functioncounts.load(folder, base), functioncounts.load(folder, head)
     for c in wanted:
         impl, shape, dtype, _device, mode = (p.strip("'") for p in c.params)
         key = instructions.case_key(impl, shape, dtype, mode)
         a, b = per_base.get(key), per_head.get(key)
         if a and b:
-            c.functions = instructions.format_delta(instructions.delta(a["functions"], b["functions"], top))
+            c.functions = functioncounts.format_delta(functioncounts.delta(a["functions"], b["functions"], top))
         else:
             c.functions = ["(no per-function counts kept for this case)"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import instructions, suite
+from . import functioncounts, instructions, suite
 from .verdict import SAME, classify
 
 
@@ -152,7 +152,7 @@ def series(frame: pd.DataFrame, files: pd.DataFrame, case: dict,
 
 
 def function_deltas(results_dir: Path, change: pd.Series, top: int = 5,
-                    loaded: dict | None = None) -> list[instructions.FunctionDelta] | None:
+                    loaded: dict | None = None) -> list[functioncounts.FunctionDelta] | None:
     """The functions behind a changed instruction count, from the per-function counts kept beside the results.
 
     None when either commit's counts were not kept (an older run, another results folder).
@@ -165,17 +165,17 @@ def function_deltas(results_dir: Path, change: pd.Series, top: int = 5,
 
     def counts(folder: Path, commit: str) -> dict:
         if (folder, commit, change["env"]) not in loaded:
-            loaded[folder, commit, change["env"]] = instructions.load(folder, commit, change["env"])
+            loaded[folder, commit, change["env"]] = functioncounts.load(folder, commit, change["env"])
         return loaded[folder, commit, change["env"]]
 
     key = instructions.case_key(change["impl"], change["shape"], change["dtype"], change["mode"])
     # The machine's own folder (linbench run, the gate), else the shared one (plain asv run).
     for folder in (Path(results_dir) / change["machine"], Path(results_dir)):
-        folder = instructions.sidecar_dir(folder)
+        folder = functioncounts.sidecar_dir(folder)
         base = counts(folder, change["before_commit"]).get(key)
         head = counts(folder, change["after_commit"]).get(key)
         if base and head:
-            return instructions.delta(base["functions"], head["functions"], top)
+            return functioncounts.delta(base["functions"], head["functions"], top)
     return None
 
 

@@ -27,22 +27,21 @@ How one set of counts is taken (``measure``):
   hangs the process is recorded with the reason, and a fresh process measures
   the rest.
 
-The per-function counts of each case are kept (``save``) beside the asv results,
-so ``delta`` can name the functions behind a changed count.
+The per-function counts of each case are kept beside the asv results
+(``functioncounts``), so a changed count can be traced to the functions behind it.
+The interface to valgrind itself (command line, client requests, dumps) is
+``callgrind``.
 """
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import math
-import mmap
 import os
 import platform
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import compiled, envvars, sidecar, suite, supervise, sweep
+from . import callgrind, compiled, envvars, suite, supervise, sweep
 
 # Why each variable is pinned; together they make one commit's counts the same on
 # any x86-64 host (valgrind 3.19 hides AVX-512 anyway, but a newer one may not).
@@ -86,12 +85,10 @@ def worker_env(base: dict[str, str]) -> dict[str, str]:
     return env
 
 
-SIDECAR_ENV = envvars.CALLGRIND_DIR
 # A regex, as asv run's -b: only cases whose asv name matches it are counted (asv
 # cannot tell setup_cache which cases -b selected, so without it the sweep is counted).
 SELECT_ENV = envvars.INSTRUCTIONS_SELECT
 BENCHMARK = suite.BY_KIND["instructions"].asv_name
-_FORMAT = 1
 
 # Calls are counted until about this many instructions are collected per case (at
 # most MAX_CALLS calls): a tiny call's count moves by a few hundred instructions
@@ -124,11 +121,6 @@ def unavailable_reason() -> str | None:
     if shutil.which("valgrind") is None:
         return "valgrind not installed (Debian: apt-get install valgrind)"
     return None
-
-
-def valgrind_version() -> str:
-    out = subprocess.run(["valgrind", "--version"], capture_output=True, text=True)
-    return out.stdout.strip()
 
 
 # --- which cases ---------------------------------------------------------------------------
@@ -228,50 +220,6 @@ def warmup_calls(calls: int) -> int:
     return 0 if calls == 1 else min(MAX_WARMUP_CALLS, calls)
 
 
-# --- callgrind's client requests, from Python ----------------------------------------------
-
-# valgrind recognises a client request by a magic instruction sequence (valgrind.h's
-# __SPECIAL_INSTRUCTION_PREAMBLE, four rotations of rdi by 128 bits in all, then
-# xchg rbx,rbx) with rax pointing at the request's six words; the answer comes back in
-# rdx.  Natively the sequence does nothing and returns the default, 0.  Written as
-# machine code so no compiler or header is needed:
-#   mov rax,rdi; xor edx,edx; rol rdi,3; rol rdi,13; rol rdi,61; rol rdi,51;
-#   xchg rbx,rbx; mov rax,rdx; ret
-_REQUEST_CODE = bytes.fromhex("4889f831d248c1c70348c1c70d48c1c73d48c1c7334887db4889d0c3")
-_RUNNING_ON_VALGRIND = 0x1001
-_CALLGRIND_BASE = (ord("C") << 24) | (ord("T") << 16)  # VG_USERREQ_TOOL_BASE('C','T')
-_TOGGLE_COLLECT = _CALLGRIND_BASE + 2
-_DUMP_STATS_AT = _CALLGRIND_BASE + 3
-_START_INSTRUMENTATION = _CALLGRIND_BASE + 4
-
-
-class ClientRequests:
-    """callgrind's client requests (callgrind.h) on x86-64, callable from Python."""
-
-    def __init__(self) -> None:
-        self._page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-        self._page.write(_REQUEST_CODE)
-        address = ctypes.addressof(ctypes.c_char.from_buffer(self._page))
-        self._call = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p)(address)
-
-    def request(self, code: int, arg: int = 0) -> int:
-        words = (ctypes.c_uint64 * 6)(code, arg, 0, 0, 0, 0)
-        return self._call(ctypes.addressof(words))
-
-    def running_on_valgrind(self) -> bool:
-        return self.request(_RUNNING_ON_VALGRIND) > 0
-
-    def start_instrumentation(self) -> None:
-        self.request(_START_INSTRUMENTATION)
-
-    def toggle_collect(self) -> None:
-        self.request(_TOGGLE_COLLECT)
-
-    def dump(self, description: str) -> None:
-        text = ctypes.create_string_buffer(description.encode())
-        self.request(_DUMP_STATS_AT, ctypes.addressof(text))
-
-
 # --- the worker, inside valgrind ------------------------------------------------------------
 
 
@@ -292,7 +240,7 @@ def _worker(cases_file: str, progress_file: str) -> int:
     from . import bench
 
     torch.set_num_threads(1)
-    requests = ClientRequests()
+    requests = callgrind.ClientRequests()
     if not requests.running_on_valgrind():
         print("linbench: the instruction worker must run under valgrind", file=sys.stderr)
         return 2
@@ -331,12 +279,7 @@ def _worker(cases_file: str, progress_file: str) -> int:
     return 0
 
 
-# --- running valgrind, reading its dumps ------------------------------------------------------
-
-
-def valgrind_command(out_prefix: Path) -> list[str]:
-    return ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--instr-atstart=no",
-            f"--callgrind-out-file={out_prefix}", "--dump-instr=no", "--dump-line=no", "--quiet"]
+# --- running valgrind ------------------------------------------------------------------------
 
 
 def measure(cases: list[CountedCase], sweep_name: str, *, python: str = sys.executable, env: dict | None = None,
@@ -369,7 +312,7 @@ def measure(cases: list[CountedCase], sweep_name: str, *, python: str = sys.exec
         (run_dir / "cases.json").write_text(json.dumps(spec))
         log(f"linbench: counting instructions of {len(todo)} cases under callgrind"
             + (f" (process {len(run_dirs)})" if len(run_dirs) > 1 else ""))
-        return [*valgrind_command(run_dir / "callgrind.out"), python, "-m", "linear_impls.instructions",
+        return [*callgrind.command(run_dir / "callgrind.out"), python, "-m", "linear_impls.instructions",
                 str(run_dir / "cases.json"), str(progress_file)]
 
     t_start = time.perf_counter()
@@ -379,7 +322,7 @@ def measure(cases: list[CountedCase], sweep_name: str, *, python: str = sys.exec
         results: dict[str, dict] = {k: {"error": r["error"]} if "error" in r else {"calls": r["calls"]}
                                     for k, r in got.items()}
         for run_dir in run_dirs:
-            for desc, total, functions in iter_dumps(run_dir):
+            for desc, total, functions in callgrind.iter_dumps(run_dir):
                 if desc in results and "calls" in results[desc]:
                     n = results[desc]["calls"]
                     results[desc].update(instructions=total / n, functions={f: c / n for f, c in functions.items()})
@@ -392,174 +335,6 @@ def measure(cases: list[CountedCase], sweep_name: str, *, python: str = sys.exec
     n_ok = sum("instructions" in r for r in results.values())
     log(f"linbench: counted {n_ok} of {len(cases)} cases in {time.perf_counter() - t_start:.0f} s")
     return results
-
-
-_NAME_REF = re.compile(r"^\((\d+)\)(?: (.*))?$")
-
-
-def parse_dump(path: Path) -> tuple[str, int, dict[str, int]]:
-    """One callgrind dump: (its description, total instructions, self instructions per function).
-
-    Reads callgrind's format (valgrind's docs, "Callgrind Format Specification"):
-    ``fn=`` opens a function (names compressed as ``(id) name`` then ``(id)``), a
-    cost line after ``calls=`` is the callee's inclusive cost and is not the
-    caller's own, and every other cost line is.  Positions are ignored.
-    """
-    desc, total = "", None
-    names: dict[str, str] = {}
-    functions: dict[str, int] = {}
-    current = None
-    after_call = False
-    n_positions = 1  # "positions: line" unless the header says otherwise
-    with open(path, errors="replace") as f:
-        for line in f:
-            c = line[0] if line else ""
-            if c.isdigit() or c in "+-*":
-                if after_call:
-                    after_call = False
-                    continue
-                parts = line.split()
-                if len(parts) > n_positions and current is not None:
-                    functions[current] = functions.get(current, 0) + int(parts[n_positions])
-            elif line.startswith("positions:"):
-                n_positions = len(line.split()) - 1
-            elif line.startswith("fn="):
-                current = _name(line[3:].rstrip("\n"), names)
-            elif line.startswith("cfn="):
-                _name(line[4:].rstrip("\n"), names)  # defines the id for later fn= lines
-            elif line.startswith("calls="):
-                after_call = True
-            elif line.startswith("desc: Trigger: Client Request: "):
-                desc = line.removeprefix("desc: Trigger: Client Request: ").strip()
-            elif line.startswith("totals:") or line.startswith("summary:"):
-                total = int(line.split()[1])
-    if total is None:
-        total = sum(functions.values())
-    return desc, total, {k: v for k, v in functions.items() if v}
-
-
-def _name(text: str, names: dict[str, str]) -> str:
-    m = _NAME_REF.match(text)
-    if not m:
-        return text
-    ident, name = m.groups()
-    if name is not None:
-        names[ident] = name
-        return name
-    return names.get(ident, f"({ident})")
-
-
-def iter_dumps(run_dir: Path):
-    """(description, total, functions) of every numbered dump the worker left in ``run_dir``."""
-    def number(p: Path) -> int:
-        tail = p.name.rsplit(".", 1)[-1]
-        return int(tail) if tail.isdigit() else -1
-
-    for path in sorted(run_dir.glob("callgrind.out.*"), key=number):
-        if number(path) > 0:
-            yield parse_dump(path)
-
-
-# --- keeping and comparing the per-function counts --------------------------------------------
-
-# Functions kept per case: the largest, down to this share of the case's count.  The
-# rest is summed into one line, so a history stays small (a few kB a case).
-KEEP_SHARE = 1e-3
-
-
-def compact(functions: dict[str, float], total: float) -> dict[str, float]:
-    kept = {f: round(c, 1) for f, c in functions.items() if c >= KEEP_SHARE * total}
-    rest = sum(functions.values()) - sum(kept.values())
-    if rest > 0:
-        kept["(other functions)"] = round(rest, 1)
-    return kept
-
-
-def sidecar_dir(results_dir: Path) -> Path:
-    """``callgrind/`` in a machine's results folder (or in the results folder itself, for all machines)."""
-    return results_dir / "callgrind"
-
-
-def sidecar_path(folder: Path, commit: str, env_name: str) -> Path:
-    return sidecar.path_for(folder, commit, env_name)
-
-
-def save(folder: Path, commit: str, env_name: str, results: dict[str, dict], host: dict) -> Path:
-    """Merge one measurement into the commit's per-function file (``.json.gz``: asv reads only ``.json``)."""
-    path = sidecar_path(folder, commit, env_name)
-    data = load_file(path) or {"format": _FORMAT, "commit": commit, "env_name": env_name, "cases": {}}
-    data["host"] = host
-    for key, r in results.items():
-        if "instructions" in r:
-            data["cases"][key] = {"instructions": r["instructions"], "calls": r["calls"],
-                                  "functions": compact(r["functions"], r["instructions"])}
-    sidecar.write(path, data)
-    return path
-
-
-def load_file(path: Path) -> dict | None:
-    return sidecar.read(path)
-
-
-def load(folder: Path, commit: str, env_name: str | None = None) -> dict[str, dict]:
-    """The per-function counts of a commit's cases (every environment, or one), keyed by case."""
-    cases: dict[str, dict] = {}
-    for path in sorted(folder.glob(f"{commit[:8]}-*.json.gz")):
-        data = load_file(path)
-        if data and (env_name is None or data.get("env_name") == env_name):
-            cases.update(data["cases"])
-    return cases
-
-
-@dataclass(frozen=True)
-class FunctionDelta:
-    function: str
-    base: float
-    head: float
-
-    @property
-    def change(self) -> float:
-        return self.head - self.base
-
-
-def delta(base: dict[str, float], head: dict[str, float], top: int = 5) -> list[FunctionDelta]:
-    """The functions whose instructions per call changed most, BASE -> HEAD (CallgrindStats.delta's idea)."""
-    rows = [FunctionDelta(f, base.get(f, 0.0), head.get(f, 0.0)) for f in set(base) | set(head)
-            if f != "(other functions)"]
-    rows = [r for r in rows if abs(r.change) >= 0.5]
-    rows.sort(key=lambda r: -abs(r.change))
-    return rows[:top]
-
-
-def short_function(name: str, width: int = 90) -> str:
-    """A C++ signature shortened for a table: arguments dropped, the tail kept."""
-    depth, out = 0, []
-    for ch in name:  # drop argument lists and template arguments
-        if ch in "(<":
-            depth += 1
-        elif ch in ")>":
-            depth = max(0, depth - 1)
-        elif depth == 0:
-            out.append(ch)
-    text = "".join(out).strip() or name
-    return text if len(text) <= width else "..." + text[-(width - 3):]
-
-
-def format_delta(rows: list[FunctionDelta]) -> list[str]:
-    return [f"{r.change:+.0f} instructions/call in {short_function(r.function)} ({r.base:.0f} -> {r.head:.0f})"
-            for r in rows]
-
-
-def host_info() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "valgrind": valgrind_version() if shutil.which("valgrind") else ""}
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from linear_impls import gate, history, instructions, report, results
+from linear_impls import functioncounts, gate, history, report, results
 from linear_impls.report.gate_text import format_result
 
 COLS = ["result", "params", "version", "started_at", "duration", "stats_ci_99_a", "stats_ci_99_b", "stats_q_25",
@@ -65,7 +65,8 @@ def write_history(root: Path, machine: str = "vm", step: bool = True, seed: int 
             for j, impl in enumerate(IMPLS)}
         per_function = {k: dict(v, functions={f: c for f, c in v["functions"].items() if c})
                         for k, v in per_function.items()}
-        instructions.save(instructions.sidecar_dir(results / machine), commit, ENV, per_function, {"cpu": "test CPU"})
+        functioncounts.save(functioncounts.sidecar_dir(results / machine), commit, ENV, per_function,
+                            {"cpu": "test CPU"})
     return results
 
 
@@ -140,7 +141,7 @@ def test_gate_counts_judged_by_factor_with_functions(tmp_path):
     assert [c.verdict for c in gate.compare_results(base, head, 1.10, instructions_factor=1.01)][0] == "slower"
     folder = tmp_path / "callgrind"
     for commit, extra in (("1" * 40, 0), ("2" * 40, 50_000)):
-        instructions.save(folder, commit, ENV, {"b 64x256x256 float32 forward": {
+        functioncounts.save(folder, commit, ENV, {"b 64x256x256 float32 forward": {
             "instructions": 1e6 + extra, "calls": 1,
             "functions": {"sgemm": 1e6, **({"extra_rows": extra} if extra else {})}}}, {})
     gate.attach_function_deltas(changes, folder, "1" * 40, "2" * 40)

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from linear_impls import instructions, supervise, sweep
+from linear_impls import callgrind, functioncounts, instructions, supervise, sweep
 from linear_impls.instructions import CountedCase
 
 from .conftest import PLUGIN_DIR, ROOT
@@ -61,8 +61,8 @@ def test_counts_are_per_call_and_agree_between_processes(counted):
 def test_dump_reading_agrees_with_callgrind_annotate(counted):
     work, _first, _second = counted
     dumps = sorted((work / "a" / "run1").glob("callgrind.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
-    dump = next(p for p in dumps if instructions.parse_dump(p)[0] == TINY[0].key)
-    desc, total, functions = instructions.parse_dump(dump)
+    dump = next(p for p in dumps if callgrind.parse_dump(p)[0] == TINY[0].key)
+    desc, total, functions = callgrind.parse_dump(dump)
     out = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(dump)],
                          capture_output=True, text=True, check=True).stdout
     m = re.search(r"^\s*([\d,]+)\s.*PROGRAM TOTALS", out, re.M)
@@ -109,7 +109,7 @@ def test_a_hung_case_is_killed_after_its_timeout(tmp_path):
 
 
 def test_client_requests_do_nothing_natively():
-    requests = instructions.ClientRequests()
+    requests = callgrind.ClientRequests()
     assert not requests.running_on_valgrind()
     requests.toggle_collect()  # a no-op outside valgrind, not a crash
     requests.dump("nothing")
@@ -142,19 +142,19 @@ def test_sidecar_round_trip_and_delta(tmp_path):
     funcs = {"at::native::addmm_impl(at::Tensor&)": 900.0, "_PyEval_EvalFrameDefault": 99.0, "tiny": 0.5}
     results = {"f_linear 1x8x8 float32 forward": {"instructions": 999.5, "calls": 10, "functions": funcs},
                "bad 1x8x8 float32 forward": {"error": "boom"}}
-    path = instructions.save(tmp_path, "a" * 40, "virtualenv-py3.11 torch", results, {"cpu": "x"})
+    path = functioncounts.save(tmp_path, "a" * 40, "virtualenv-py3.11 torch", results, {"cpu": "x"})
     assert path.name == "aaaaaaaa-virtualenv-py3.11_torch.json.gz"
-    loaded = instructions.load(tmp_path, "a" * 40)
+    loaded = functioncounts.load(tmp_path, "a" * 40)
     assert list(loaded) == ["f_linear 1x8x8 float32 forward"]
     kept = loaded["f_linear 1x8x8 float32 forward"]["functions"]
     assert kept["(other functions)"] == 0.5 and "tiny" not in kept  # under the kept share
     head = dict(kept, **{"at::native::addmm_impl(at::Tensor&)": 950.0, "new_fn": 20.0})
-    rows = instructions.delta(kept, head)
+    rows = functioncounts.delta(kept, head)
     assert [(r.function, r.change) for r in rows] == [("at::native::addmm_impl(at::Tensor&)", 50.0),
                                                       ("new_fn", 20.0)]
-    assert instructions.short_function("void at::native::foo<float>(at::Tensor const&, long)") == \
+    assert functioncounts.short_function("void at::native::foo<float>(at::Tensor const&, long)") == \
         "void at::native::foo"
-    assert instructions.format_delta(rows)[0].startswith("+50 instructions/call in at::native::addmm_impl")
+    assert functioncounts.format_delta(rows)[0].startswith("+50 instructions/call in at::native::addmm_impl")
 
 
 def test_machine_name_resolves_as_asv_does(monkeypatch, tmp_path):

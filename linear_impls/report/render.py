@@ -19,7 +19,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from .. import checks as checks_mod
-from .. import dropin, history, instructions, registry, sweep
+from .. import dropin, functioncounts, history, registry, sweep
 from ..units import fmt, fmt_date
 from . import analysis, modelstep, plots, roofline
 from .load import GPU_FACTS, short, unit_of
@@ -373,7 +373,7 @@ def history_section(d, ids: Ids, asv_html: str, thresholds: dict[str, float],
             block["rows"].append({
                 "r": r.to_dict(), "link": asv_link(asv_html, r["benchmark"], str(machine), {"impl": r["impl"],
                                                                                  "shape": r["shape"]}),
-                "deltas": None if deltas is None else [(x.change, instructions.short_function(x.function))
+                "deltas": None if deltas is None else [(x.change, functioncounts.short_function(x.function))
                                                        for x in deltas]})
         block["more"] = max(len(mine) - MAX_HISTORY_ROWS, 0)
         block["n_changes"] = len(mine)
