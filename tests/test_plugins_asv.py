@@ -104,6 +104,12 @@ def test_a_module_and_a_package_reach_every_metric_and_the_page(user):
     assert rep.returncode == 0, rep.stderr
     html = page.read_text()
     assert "twice_linear" in html and "twice_ep" in html
+    # The run recorded that it was asked for the quick sweep: the page judges it against that
+    # sweep (float32 only), never against the default sweep's cases or dtypes.
+    assert "timed cases of the default sweep" not in html and "cases of the default sweep" not in html
+    assert "Not timed in this run" not in html
+    if "timed cases of the" in html:
+        assert "timed cases of the quick sweep" in html
 
 
 def test_a_plugin_that_raises_on_import_stops_the_run_before_asv(user):

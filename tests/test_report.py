@@ -312,7 +312,7 @@ def test_partial_results_build_and_mark_missing_cases(results, tmp_path):
     summary, page = build(results, tmp_path)
     assert summary.n_missing > 0
     assert 'class="cell missing"' in page
-    assert "missing default-sweep cases" in page
+    assert "missing cases of the default sweep" in page
     assert "Only one commit" in page
 
 

@@ -56,6 +56,7 @@ class Analysed:
     model_cases: pd.DataFrame | None = None  # ... and per case: its share of the step
 
     sweeps: dict = field(default_factory=dict)  # per latest file: the names of the sweeps judged against
+    sweep_dtypes: dict = field(default_factory=dict)  # ... and the dtypes those sweeps hold
 
     @classmethod
     def of(cls, data: Measurements, results_dir: Path | None = None, models: list = (),
@@ -72,6 +73,8 @@ class Analysed:
                 latest[latest["kind"] == "memory"], analysis.only_in_older(data.frame, latest_files), impls_all,
                 data.ceilings, data.dispatch, models=list(models))
         d.sweeps = {f: [sw.name for sw, _dtypes in v] for f, v in sweeps_of.items()}
+        d.sweep_dtypes = {f: list(dict.fromkeys(dt for sw, _dtypes in v for dt in sw.dtypes))
+                          for f, v in sweeps_of.items()}
         return d
 
 

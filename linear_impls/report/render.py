@@ -184,7 +184,8 @@ def perf_section(d, ids: Ids, asv_html: str) -> Section:
                       "n_missing": len(fmiss), "n_by_design": len(fmiss) - len(unexplained),
                       "n_unexplained": len(unexplained),
                       "sweeps": ", ".join(d.sweeps.get(f.file, ["default"])),
-                      "not_timed": [dt for dt in sweep.SWEEPS["default"].dtypes
+                      # The dtypes of the sweeps this run was asked for (the default sweep's for plain asv).
+                      "not_timed": [dt for dt in d.sweep_dtypes.get(f.file, sweep.SWEEPS["default"].dtypes)
                                     if dt not in set(d.rated.loc[d.rated["file"] == f.file, "dtype"])],
                       "missing_summary": analysis.missing_summary(unexplained).itertuples(index=False),
                       "memory": memory_tables(mem) if len(mem) else []})
