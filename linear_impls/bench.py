@@ -211,7 +211,7 @@ def compile_cost(variant: str, shape_id: str, dtype: str, device: str, mode: str
     implementation's own first call.  Cold with an empty inductor cache; warm after
     ``torch._dynamo.reset()`` with the cache kept, as a second process finds it.
     """
-    base, _mode = compiled.base_of(variant)
+    base, _compile_mode = compiled.base_of(variant)
     shape = sweep.parse_shape(shape_id)
 
     def first_call(name: str) -> float:

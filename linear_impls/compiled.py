@@ -37,15 +37,15 @@ PREFIX = {"default": "compiled_", "reduce-overhead": "compiled_ro_"}
 RECOMPILE_LIMIT = 1024
 
 
-def variant_name(base: str, mode: str = "default") -> str:
-    return PREFIX[mode] + base
+def variant_name(base: str, compile_mode: str = "default") -> str:
+    return PREFIX[compile_mode] + base
 
 
 def base_of(name: str) -> tuple[str, str] | None:
-    """(base implementation, mode) of a compiled variant's name; None for any other name."""
-    for mode, prefix in sorted(PREFIX.items(), key=lambda kv: -len(kv[1])):
+    """(base implementation, torch.compile mode) of a compiled variant's name; None for any other name."""
+    for compile_mode, prefix in sorted(PREFIX.items(), key=lambda kv: -len(kv[1])):
         if name.startswith(prefix):
-            return name[len(prefix):], mode
+            return name[len(prefix):], compile_mode
     return None
 
 
@@ -80,25 +80,25 @@ def compiler_missing(device: str) -> str | None:
     return None
 
 
-def register_compiled(base: str, mode: str = "default") -> str:
+def register_compiled(base: str, compile_mode: str = "default") -> str:
     """Register the compiled variant of ``base`` (a registered name); returns its name."""
-    if mode not in PREFIX:
-        raise registry.RegistryError(f"compile mode {mode!r}: choose one of {', '.join(PREFIX)}")
+    if compile_mode not in PREFIX:
+        raise registry.RegistryError(f"torch.compile mode {compile_mode!r}: choose one of {', '.join(PREFIX)}")
     impl = registry.get(base)
-    name = variant_name(base, mode)
+    name = variant_name(base, compile_mode)
     if name in registry.names():
         return name
 
     def factory(weight, bias, impl: Impl = impl):
         _allow_recompiles()
         forward = torch.compile(impl.build(weight, bias), dynamic=False,
-                                mode=None if mode == "default" else mode)
-        if mode == "reduce-overhead":
+                                mode=None if compile_mode == "default" else compile_mode)
+        if compile_mode == "reduce-overhead":
             return lambda x: forward(x).clone()
         return forward
 
-    limits = impl.limits if mode == "default" else dataclasses.replace(impl.limits, devices=("cuda",))
-    how = "torch.compile" if mode == "default" else "torch.compile(mode='reduce-overhead'), outputs cloned"
+    limits = impl.limits if compile_mode == "default" else dataclasses.replace(impl.limits, devices=("cuda",))
+    how = "torch.compile" if compile_mode == "default" else "torch.compile(mode='reduce-overhead'), outputs cloned"
     registry.register(name, description=f"{how} of {base}: {impl.description}",
                       expression=f"{how}({impl.expression})", limits=limits,
                       # The check cache keys on the sources of the base's modules and this one.
@@ -116,10 +116,10 @@ def register_from_env(value: str | None = None) -> list[str]:
         wanted = [n for n in registry.names() if not is_compiled(n)]
     out = []
     for base in wanted:
-        for mode in PREFIX:
-            if mode == "reduce-overhead" and gpu.cuda_unavailable_reason() is not None:
+        for compile_mode in PREFIX:
+            if compile_mode == "reduce-overhead" and gpu.cuda_unavailable_reason() is not None:
                 continue
-            out.append(register_compiled(base, mode))
+            out.append(register_compiled(base, compile_mode))
     return out
 
 
@@ -196,7 +196,7 @@ def explain(variant: str, batch: tuple[int, ...] = (5,), in_features: int = 16, 
             device: str = "cpu") -> dict:
     """What dynamo makes of a variant's forward on a small float32 case on ``device``:
     ``{graphs, graph_breaks, reasons}`` (``torch._dynamo.explain``)."""
-    base, _mode = base_of(variant)
+    base, _compile_mode = base_of(variant)
     impl = registry.get(base)
     weight = torch.nn.Parameter(torch.randn(out_features, in_features, device=device))
     bias = torch.nn.Parameter(torch.randn(out_features, device=device))
