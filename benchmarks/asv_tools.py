@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,18 @@ def run_asv(patterns: list[str], *, sweep: str = "default", extra: list[str] | N
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
+
+
+def scratch_clone(repo: Path, branch: str | None = None) -> Path:
+    """A fresh clone of this checkout at ``repo`` (asv benchmarks what is committed), reusing the
+    checkout's asv environments when it has them (torch is a minute to install)."""
+    shutil.rmtree(repo, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", *(["--branch", branch] if branch else []), str(ROOT), str(repo)],
+                   check=True)
+    (repo / ".asv").mkdir(exist_ok=True)
+    if (ROOT / ".asv" / "env").is_dir():
+        (repo / ".asv" / "env").symlink_to(ROOT / ".asv" / "env")
+    return repo
 
 
 def results_file(commit: str) -> Path:

@@ -18,14 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from asv_tools import scratch_clone  # noqa: E402
+
 PLUGIN = "linbench_plugins/dispatch_trial.py"
 SOURCE = '''"""F.linear, for benchmarks/dispatch_history.py."""
 import torch.nn.functional as F
@@ -68,13 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="keep the scratch clone here")
     args = ap.parse_args(argv)
     work = args.keep or Path(tempfile.mkdtemp(prefix="dispatch-history-"))
-    repo = work / "repo"
-    shutil.rmtree(repo, ignore_errors=True)
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    repo = scratch_clone(work / "repo")
     commits = build_history(repo)
-    (repo / ".asv").mkdir(exist_ok=True)
-    if (ROOT / ".asv" / "env").is_dir():  # reuse the built environments (torch is a minute to install)
-        (repo / ".asv" / "env").symlink_to(ROOT / ".asv" / "env")
     asv = str(Path(sys.executable).parent / "asv")
     impls = "|".join(IMPLS)
     pattern = rf"^bench_linear\.Dispatch\.\w+\('(?:{impls})', '{SHAPE}', 'float32', 'cpu', '{MODE}'\)$"

@@ -29,13 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from asv_tools import scratch_clone  # noqa: E402
+
 LINBENCH = Path(sys.executable).parent / "linbench"
 PLANTED_SHAPE = "'64x256x256'"
 
@@ -107,11 +108,7 @@ def commit(repo: Path, parent: str, edits: dict[str, str], message: str) -> str:
 
 def build_scratch(scratch: Path) -> dict[str, tuple[str, str, str, str | None]]:
     """scenario -> (BASE, HEAD, LINEAR_IMPLS_PLUGINS, slowed implementation) in a fresh clone of HEAD."""
-    shutil.rmtree(scratch, ignore_errors=True)
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(scratch)], check=True)
-    # asv's environment for this config already exists in the checkout: reuse it (same config hash).
-    (scratch / ".asv").mkdir()
-    (scratch / ".asv" / "env").symlink_to(ROOT / ".asv" / "env")
+    scratch_clone(scratch)
     base = git(scratch, "rev-parse", "HEAD")
     builtins = (scratch / "linear_impls" / "builtins.py").read_text()
     if F_LINEAR not in builtins:

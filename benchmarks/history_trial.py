@@ -34,7 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from asv_tools import ROOT, scratch_clone  # noqa: E402
 
 PLANTED_IMPL = "addmm"
 PLANTED_SHAPE = "64x256x256"
@@ -106,12 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(ROOT / "asv.conf.json", repo / "asv.conf.json")
         return analyse(repo, work, commits, planted, asv, args, float("nan"), history, report)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="linbench-history-"))
-    repo = work / "repo"
-    shutil.rmtree(repo, ignore_errors=True)
-    subprocess.run(["git", "clone", "-q", "--branch", "main", str(ROOT), str(repo)], check=True)
-    (repo / ".asv").mkdir(exist_ok=True)
-    if (ROOT / ".asv" / "env").is_dir():  # reuse the built environments (torch is a minute to install)
-        (repo / ".asv" / "env").symlink_to(ROOT / ".asv" / "env")
+    repo = scratch_clone(work / "repo", branch="main")
     commits = build_history(repo, args.commits, args.plant_at)
     planted = commits[args.plant_at - 1]
     # setup_cache counts every implementation the sweep has unless told otherwise.

@@ -31,7 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from asv_tools import ROOT, scratch_clone  # noqa: E402
+
 WHOLE, KILLED = "resume-trial-whole", "resume-trial-killed"
 CHUNK_DONE = re.compile(r"^linbench: \[(\d+)/(\d+)\] .* took \d+ s$")
 CHUNK_START = re.compile(r"^linbench: \[(\d+)/(\d+)\] ")
@@ -102,12 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print("resume_trial: --kill-in must be 2 or more (a chunk must be saved before the kill)", file=sys.stderr)
         return 2
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="linbench-resume-"))
-    repo = work / "repo"
-    shutil.rmtree(repo, ignore_errors=True)
-    subprocess.run(["git", "clone", "-q", "--branch", "main", str(ROOT), str(repo)], check=True)
-    (repo / ".asv").mkdir(exist_ok=True)
-    if (ROOT / ".asv" / "env").is_dir():  # reuse the built environments (torch is a minute to install)
-        (repo / ".asv" / "env").symlink_to(ROOT / ".asv" / "env")
+    repo = scratch_clone(work / "repo")
     results_dir = repo / ".asv" / "results"
 
     print(f"resume_trial: 1. the whole run ({args.sweep} sweep, {args.dtype}) under {WHOLE}", flush=True)
