@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from asv_tools import ROOT, scratch_clone  # noqa: E402
+from asv_tools import ASV, ROOT, scratch_clone  # noqa: E402
 
 WHOLE, KILLED = "resume-trial-whole", "resume-trial-killed"
 CHUNK_DONE = re.compile(r"^linbench: \[(\d+)/(\d+)\] .* took \d+ s$")
@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="linbench-resume-"))
     repo = scratch_clone(work / "repo")
     results_dir = repo / ".asv" / "results"
+    for machine in (WHOLE, KILLED):  # asv records under a machine it has been told of
+        subprocess.run([ASV, "machine", "--yes", "--machine", machine], cwd=repo, check=True,
+                       stdout=subprocess.DEVNULL)
 
     print(f"resume_trial: 1. the whole run ({args.sweep} sweep, {args.dtype}) under {WHOLE}", flush=True)
     code, took, _ = run_whole(linbench(repo, args.sweep, args.dtype, WHOLE), work / "whole.log")
