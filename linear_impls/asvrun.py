@@ -10,6 +10,7 @@ plain-asv equivalent is ``asv run --skip-existing`` (whole benchmarks only).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -176,6 +177,30 @@ def chunks(sweep_def: sweep.Sweep, dtypes: list[str], skip: set[str], impls: lis
                 # The environment's bookkeeping benchmark rides along, as in any asv run.
                 out.append(Chunk(dtype, label, tuple(_excluding([patterns["Environment"], *mine], skip))))
     return out
+
+
+def pending(todo: list[Chunk], whole: list[Chunk], benchmarks_json: Path, skip: set[str]) -> list[Chunk]:
+    """The chunks of a resumed run that select a case ``skip`` lacks.
+
+    ``whole``: the same chunks with nothing excluded, whose patterns are matched against every
+    case asv's discovery found (its ``benchmarks.json``).  A chunk whose cases are all recorded,
+    the bookkeeping that rides along aside, is left out: its asv start-up would measure nothing.
+    Without a readable ``benchmarks.json`` every chunk is kept.
+    """
+    try:
+        found = json.loads(benchmarks_json.read_text())
+    except (OSError, ValueError):
+        return todo
+    names = [f"{name}({', '.join(combo)})" for name, bench in found.items()
+             if isinstance(bench, dict) and bench.get("params") and not name.startswith(BOOKKEEPING)
+             for combo in itertools.product(*bench["params"])]
+    left = [n for n in names if n not in skip]
+    keep = []
+    for chunk, full in zip(todo, whole, strict=True):
+        patterns = [re.compile(p) for p in full.patterns]
+        if any(p.search(n) for n in left for p in patterns):
+            keep.append(chunk)
+    return keep
 
 
 def case_select(chunk: Chunk) -> str:
@@ -366,10 +391,15 @@ def run_sweep(sweep_ref: str, asv_args: list[str], *, root: Path, target: Target
     print("linbench: discovering the benchmarks in asv's environment", flush=True)
     plugins.discover(root, asv, ["run", f"{commits[-1]}^!", *without_bench(asv_args)], env, results_dir)
     todo = chunks(sweep_def, chosen, skip, impls, devices, roles)
+    n_chunks = len(todo)
+    if skip:
+        todo = pending(todo, chunks(sweep_def, chosen, set(), impls, devices, roles),
+                       results_dir / "benchmarks.json", skip)
     record_sweep(results_dir, target, commits, sweep_def, chosen)
     print(f"linbench: {sweep_name} sweep on {len(commits)} commit{'s' if len(commits) > 1 else ''}, "
           f"recorded under {target.describe()}, in {len(todo)} asv runs"
-          + (f" (resuming: {len(skip)} cases already recorded there)" if skip else ""), flush=True)
+          + (f" (resuming: {len(skip)} cases already recorded there; {n_chunks - len(todo)} of {n_chunks} "
+             "asv runs with nothing left to measure left out)" if skip else ""), flush=True)
     worst = 0
     t0 = time.perf_counter()
     for i, chunk in enumerate(todo, 1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -102,8 +103,6 @@ def test_memory_estimate_skips_before_allocating():
 
 
 def test_resume_skips_recorded_cases(asv_results_dir):
-    import re
-
     path = next(p for p in asv_results_dir.glob("*/*.json") if p.name != "machine.json")
     head = path.name.split("-")[0]
     target = asvrun.Target(path.parent.name, (json.loads(path.read_text())["env_name"],))
@@ -116,3 +115,25 @@ def test_resume_skips_recorded_cases(asv_results_dir):
     assert not any(p.search(recorded) for p in pats)
     todo = "bench_linear.Inference.time_forward('f_linear', '64x256x256', 'float32', 'cpu')"
     assert any(p.search(todo) for p in pats)
+
+
+def test_a_resumed_run_leaves_out_the_asv_runs_with_nothing_left(asv_results_dir):
+    import itertools
+
+    found = json.loads((asv_results_dir / "benchmarks.json").read_text())
+    everything = {f"{name}({', '.join(combo)})" for name, bench in found.items()
+                  if isinstance(bench, dict) and bench.get("params") for combo in itertools.product(*bench["params"])}
+    quick = sweep.SWEEPS["quick"]
+    whole = asvrun.chunks(quick, ["float32"], set())
+
+    def pending(skip):
+        return [c.label for c in asvrun.pending(asvrun.chunks(quick, ["float32"], skip), whole,
+                                                asv_results_dir / "benchmarks.json", skip)]
+
+    assert pending(everything) == []
+    todo = "bench_linear.Inference.time_forward('f_linear', '64x256x256', 'float32', 'cpu')"
+    assert todo in everything
+    left = pending(everything - {todo})
+    assert len(left) == 1 and left == [c.label for c in whole if any(re.search(p, todo) for p in c.patterns)]
+    # Without asv's list of benchmarks nothing is left out.
+    assert len(asvrun.pending(whole, whole, asv_results_dir / "no-such.json", everything)) == len(whole)
