@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -108,8 +109,10 @@ def test_a_module_and_a_package_reach_every_metric_and_the_page(user):
     # sweep (float32 only), never against the default sweep's cases or dtypes.
     assert "timed cases of the default sweep" not in html and "cases of the default sweep" not in html
     assert "Not timed in this run" not in html
-    if "timed cases of the" in html:
-        assert "timed cases of the quick sweep" in html
+    assert set(re.findall(r"timed cases of the (\w+) sweep\b", html)) <= {"quick"}
+    # ... nor gives the default sweep's shapes columns in its heatmaps.
+    default_only = set(sweep.SWEEPS["default"].shapes) - set(quick)
+    assert default_only and not [s for s in default_only if f">{s}<" in html]
 
 
 def test_a_plugin_that_raises_on_import_stops_the_run_before_asv(user):

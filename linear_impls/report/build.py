@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import compiled, history, registry
+from .. import compiled, history, registry, sweep
 from . import analysis, modelstep, render, roofline
 from .load import Measurements, load_checks, load_models, load_pytest_benchmark, load_results
 
@@ -55,8 +55,11 @@ class Analysed:
     model_totals: pd.DataFrame | None = None  # modelstep.model_steps: per model, implementation, step
     model_cases: pd.DataFrame | None = None  # ... and per case: its share of the step
 
-    sweeps: dict = field(default_factory=dict)  # per latest file: the names of the sweeps judged against
-    sweep_dtypes: dict = field(default_factory=dict)  # ... and the dtypes those sweeps hold
+    judged_by: dict = field(default_factory=dict)  # per latest file: the sweeps its run recorded (sweep.Sweep)
+
+    def sweeps_for(self, file_id: int) -> list:
+        """The sweeps a latest file is judged against: those its run recorded, else (plain asv) the default."""
+        return self.judged_by.get(file_id) or [sweep.SWEEPS["default"]]
 
     @classmethod
     def of(cls, data: Measurements, results_dir: Path | None = None, models: list = (),
@@ -72,9 +75,7 @@ class Analysed:
                 analysis.missing_cases(latest, latest_files["file"], impls_all, sweeps_of),
                 latest[latest["kind"] == "memory"], analysis.only_in_older(data.frame, latest_files), impls_all,
                 data.ceilings, data.dispatch, models=list(models))
-        d.sweeps = {f: [sw.name for sw, _dtypes in v] for f, v in sweeps_of.items()}
-        d.sweep_dtypes = {f: list(dict.fromkeys(dt for sw, _dtypes in v for dt in sw.dtypes))
-                          for f, v in sweeps_of.items()}
+        d.judged_by = {f: [sw for sw, _dtypes in v] for f, v in sweeps_of.items()}
         return d
 
 
@@ -84,7 +85,7 @@ def _sweeps_of(results_dir: Path | None, latest_files: pd.DataFrame, models: lis
     asked for (``asvrun.record_sweep``); a file without a record (plain asv) is judged against
     the default sweep.  A recorded sweep file that the results folder no longer keeps is left out,
     with a warning."""
-    from .. import asvrun, sweep
+    from .. import asvrun
 
     if results_dir is None:
         return {}

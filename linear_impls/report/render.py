@@ -114,9 +114,9 @@ def _perf_cell(r, miss) -> dict:
 
 
 def perf_tables(rated: pd.DataFrame, file_id: int, impls_all: list[str], miss_lookup: dict, machine: str,
-                asv_html: str) -> list[dict]:
-    """A table per device, dtype and mode of one file: implementations x shapes."""
-    default = sweep.SWEEPS["default"]
+                asv_html: str, swept: list[sweep.Sweep]) -> list[dict]:
+    """A table per device, dtype and mode of one file: implementations x shapes (those measured,
+    and those of the sweeps the run was asked for, ``swept``)."""
     sub = rated[rated["file"] == file_id]
     shown = sub[sub["status"] != "skipped"]
     groups = set(shown[["device", "dtype", "mode"]].drop_duplicates().itertuples(index=False, name=None))
@@ -126,8 +126,9 @@ def perf_tables(rated: pd.DataFrame, file_id: int, impls_all: list[str], miss_lo
             for mode in analysis.order({g[2] for g in groups if g[:2] == (device, dtype)}, sweep.MODES):
                 grp = sub[(sub["device"] == device) & (sub["dtype"] == dtype) & (sub["mode"] == mode)]
                 shape_cols = set(grp.loc[grp["status"] != "skipped", "shape"])
-                if dtype in default.dtypes:
-                    shape_cols |= set(default.shapes)
+                for sw in swept:
+                    if dtype in sw.dtypes:
+                        shape_cols |= set(sw.shapes)
                 shapes = analysis.order(shape_cols, sweep.ALL_SHAPES)
                 info = analysis.shape_info(shapes)
                 cells = {(r.impl, r.shape): r for r in grp.itertuples(index=False)}
@@ -177,15 +178,15 @@ def perf_section(d, ids: Ids, asv_html: str) -> Section:
         mem = d.memory[(d.memory["file"] == f.file) & (d.memory["status"] != "skipped")]
         head = ids("perf")
         title = f"{f.machine} — {f.env}"
+        swept = d.sweeps_for(f.file)
         toc.append((head, title))
         files.append({"id": head, "title": title, "commit": f.commit, "date": f.date,
                       "only_older": d.only_older.get(f.file, 0),
-                      "tables": perf_tables(d.rated, f.file, d.impls_all, miss_lookup, f.machine, asv_html),
+                      "tables": perf_tables(d.rated, f.file, d.impls_all, miss_lookup, f.machine, asv_html, swept),
                       "n_missing": len(fmiss), "n_by_design": len(fmiss) - len(unexplained),
                       "n_unexplained": len(unexplained),
-                      "sweeps": ", ".join(d.sweeps.get(f.file, ["default"])),
-                      # The dtypes of the sweeps this run was asked for (the default sweep's for plain asv).
-                      "not_timed": [dt for dt in d.sweep_dtypes.get(f.file, sweep.SWEEPS["default"].dtypes)
+                      "sweeps": ", ".join(sw.name for sw in swept),
+                      "not_timed": [dt for dt in dict.fromkeys(dt for sw in swept for dt in sw.dtypes)
                                     if dt not in set(d.rated.loc[d.rated["file"] == f.file, "dtype"])],
                       "missing_summary": analysis.missing_summary(unexplained).itertuples(index=False),
                       "memory": memory_tables(mem) if len(mem) else []})
