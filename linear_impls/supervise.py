@@ -60,6 +60,14 @@ def death_reason(status: int | None) -> str:
     return f"the process died ({why})"
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # already gone
+        pass
+    proc.wait()
+
+
 def follow(proc: subprocess.Popen, progress_file: Path, case_timeout: float, total: int,
            log: Callable[[str], None], label: str, *, startup_timeout: float | None = None,
            on_event: Callable[[dict], None] | None = None) -> tuple[list[dict], bool]:
@@ -90,8 +98,7 @@ def follow(proc: subprocess.Popen, progress_file: Path, case_timeout: float, tot
             limit = case_timeout if events or startup_timeout is None else startup_timeout
             if time.monotonic() - last_change > limit:
                 hung = True
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                _kill_group(proc)
                 break
             time.sleep(0.05)
     return events, hung
@@ -143,8 +150,14 @@ def run_cases(keys: Sequence[str], command: Callable[[list[str], Path], list[str
             proc = subprocess.Popen(command(todo, progress_file), env=env, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
                                     preexec_fn=limit_memory(memory_limit))
-            events, hung = follow(proc, progress_file, case_timeout, len(todo), log, label,
-                                  startup_timeout=startup_timeout, on_event=on_event)
+            try:
+                events, hung = follow(proc, progress_file, case_timeout, len(todo), log, label,
+                                      startup_timeout=startup_timeout, on_event=on_event)
+            except BaseException:
+                # Ctrl-C reaches only this process (the worker has a session of its own, so a
+                # hung case can be killed with its children): take the worker down with us.
+                _kill_group(proc)
+                raise
         started = None
         for ev in events:
             if "start" in ev:

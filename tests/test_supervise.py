@@ -120,3 +120,42 @@ def test_a_memory_limit_fails_the_allocation_not_the_machine(tmp_path):
     free = supervise.run_cases(["big"], command, tmp_path, env={}, case_timeout=30, max_restarts=0,
                                label="test", log=lambda _line: None)
     assert free["big"] == {"done": "big"}
+
+
+def test_ctrl_c_takes_the_worker_down_too(tmp_path):
+    """The worker runs in a session of its own (so a hung case dies with its children), which
+    keeps the terminal's SIGINT from it: the supervisor must kill it on the way out."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    pid_file = tmp_path / "worker.pid"
+    worker = tmp_path / "sleeper.py"
+    worker.write_text("import json, os, sys, time\n"
+                      f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                      "open(sys.argv[1], 'a').write(json.dumps({'start': 'a'}) + '\\n')\n"
+                      "time.sleep(600)\n")
+    supervisor = tmp_path / "supervisor.py"
+    supervisor.write_text("import sys\nfrom pathlib import Path\nfrom linear_impls import supervise\n"
+                          f"supervise.run_cases(['a'], lambda todo, p: [sys.executable, {str(worker)!r}, str(p)], "
+                          f"Path({str(tmp_path)!r}), env={{}}, case_timeout=600, max_restarts=0, label='test', "
+                          "log=print)\n")
+    from .conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, str(supervisor)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and proc.poll() is None, "the worker never started"
+        time.sleep(0.05)
+    worker_pid = int(pid_file.read_text())
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    time.sleep(0.2)
+    try:
+        os.kill(worker_pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive, "the worker outlived its supervisor"
