@@ -137,7 +137,10 @@ def test_ctrl_c_takes_the_worker_down_too(tmp_path):
                       "open(sys.argv[1], 'a').write(json.dumps({'start': 'a'}) + '\\n')\n"
                       "time.sleep(600)\n")
     supervisor = tmp_path / "supervisor.py"
-    supervisor.write_text("import sys\nfrom pathlib import Path\nfrom linear_impls import supervise\n"
+    # Python's own SIGINT handler, as at a terminal (a job started in the background by a shell
+    # inherits SIGINT ignored).
+    supervisor.write_text("import signal, sys\nfrom pathlib import Path\nfrom linear_impls import supervise\n"
+                          "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
                           f"supervise.run_cases(['a'], lambda todo, p: [sys.executable, {str(worker)!r}, str(p)], "
                           f"Path({str(tmp_path)!r}), env={{}}, case_timeout=600, max_restarts=0, label='test', "
                           "log=print)\n")
@@ -150,12 +153,19 @@ def test_ctrl_c_takes_the_worker_down_too(tmp_path):
         assert time.monotonic() < deadline and proc.poll() is None, "the worker never started"
         time.sleep(0.05)
     worker_pid = int(pid_file.read_text())
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=30)
-    time.sleep(0.2)
     try:
-        os.kill(worker_pid, 0)
-        alive = True
-    except ProcessLookupError:
-        alive = False
-    assert not alive, "the worker outlived its supervisor"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        time.sleep(0.2)
+        try:
+            os.kill(worker_pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        assert not alive, "the worker outlived its supervisor"
+    finally:  # never leave a sleeper behind, whatever failed
+        proc.kill()
+        try:
+            os.kill(worker_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
