@@ -100,7 +100,7 @@ def follow(proc: subprocess.Popen, progress_file: Path, case_timeout: float, tot
                 hung = True
                 _kill_group(proc)
                 break
-            time.sleep(0.05)
+            time.sleep(0.1)
     return events, hung
 
 
